@@ -1,0 +1,43 @@
+# tapefit: `make run` fits the sample data, `make test` runs the test suite.
+# Both create .venv on first use; nothing else needs to be installed by hand.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+RUN_DATE ?= $(shell date -u +%Y-%m-%d)
+OUT    ?= out
+
+.PHONY: run test lint sample-data clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.run-deps: setup.py | $(VENV)/bin/python
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.test-deps: setup.py | $(VENV)/bin/python
+	$(PIP) -e '.[test]'
+	touch $@ $(VENV)/.run-deps
+
+run: $(VENV)/.run-deps
+	$(PY) -m jobs.fit_lines --input sample_data/files --output $(OUT)/files --run_date $(RUN_DATE)
+	$(PY) -m jobs.show_results --table $(OUT)/files --run_date $(RUN_DATE) --truth sample_data/truth.csv --layout files
+	$(PY) -m jobs.fit_lines --input sample_data/parts --output $(OUT)/parts --group_by directory --run_date $(RUN_DATE)
+	$(PY) -m jobs.show_results --table $(OUT)/parts --run_date $(RUN_DATE) --truth sample_data/truth.csv --layout parts
+	$(PY) -m jobs.fit_lines --input sample_data/long --output $(OUT)/long --group_by column:dataset --run_date $(RUN_DATE)
+	$(PY) -m jobs.show_results --table $(OUT)/long --run_date $(RUN_DATE) --truth sample_data/truth.csv --layout long
+
+test: $(VENV)/.test-deps
+	$(PY) -m pytest -q tests
+
+lint: $(VENV)/.test-deps
+	$(PIP) ruff
+	$(VENV)/bin/ruff check pipeline jobs tests && $(VENV)/bin/ruff format --check pipeline jobs tests
+
+sample-data: $(VENV)/.run-deps
+	$(PY) -m jobs.make_sample_data --out sample_data
+
+clean:
+	rm -rf $(VENV) $(OUT) *.egg-info .pytest_cache

@@ -1,0 +1,321 @@
+"""Deterministic sample data for tapefit: three input layouts and their known answers.
+
+Usage::
+
+    python -m jobs.make_sample_data [--out sample_data]
+
+A fixed seed makes the output byte-for-byte reproducible (for a given pyarrow and
+numpy). The generator reads its reference inputs from ``OUT/reference/`` (copies of
+the NIST StRD ``Norris.dat``, ``DatasaurusDozen-Long.tsv`` and its licence) and
+rewrites everything else under ``OUT``:
+
+``files/`` (``--group_by file``)
+    One dataset per Parquet file; the id is the path below ``files/`` without
+    ``.parquet`` (``sensors/s01``, ``stores/café du monde``). About 50 good datasets
+    y = w·x + b + Gaussian noise of varied size (50 to 5,000 rows), x scale (1e-3 to
+    1e6, a few at 1e6 ± 10) and physical type (float64, float32, int32/int64 x); one
+    with null, NaN and inf values; NIST Norris as ``reference/norris``; and under
+    ``broken/`` files that must fail (zero bytes, not Parquet, missing or text
+    column, one row, constant x, no rows, all-null y). ``README.txt`` is not input.
+``parts/`` (``--group_by directory``)
+    Three datasets ``store=berlin``, ``store=paris``, ``store=tokyo``, each split into
+    ``part-0000N.parquet`` files beside an empty ``_SUCCESS`` marker.
+``long/`` (``--group_by column:dataset``)
+    One long table in three files with columns ``dataset``, ``x``, ``y``: the 13
+    Datasaurus Dozen datasets and 5 synthetic keys, every key spread over several
+    files, plus 7 rows whose key is null (they belong to no dataset).
+``truth.csv``
+    One row per dataset id of all three layouts: the generating line (``true_w``,
+    ``true_b``, ``noise_sd``; empty when unknown), the closed-form least-squares fit of
+    the stored valid rows (``lstsq_w``, ``lstsq_b``; ``repr``-exact), the expected
+    status and a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+__all__ = ["NORRIS_B", "NORRIS_W", "SEED", "TRUTH_COLUMNS", "Line", "closed_form", "generate", "main"]
+
+SEED = 20260101
+NORRIS_W, NORRIS_B = 1.00211681802045, -0.262323073774029
+TRUTH_COLUMNS = ("layout", "dataset", "true_w", "true_b", "noise_sd", "lstsq_w", "lstsq_b", "expected_status", "note")
+REFERENCE_FILES = ("Norris.dat", "DatasaurusDozen-Long.tsv", "DatasaurusDozen.LICENSE.md")
+_GENERATED = ("files", "parts", "long", "truth.csv")
+_README = """\
+Sample input for `python -m jobs.fit_lines --input sample_data/files ...` (--group_by file).
+Every *.parquet file below this folder is one dataset; its id is the path relative to
+this folder without ".parquet". Files under broken/ are meant to fail. This README is
+not Parquet, so the job ignores it. Regenerate with `python -m jobs.make_sample_data`;
+the known answers are in ../truth.csv.
+"""
+
+
+@dataclass(frozen=True)
+class Line:
+    """A generating line: y = w·x + b + N(0, noise_sd²), x uniform on offset ± scale.
+
+    Attributes:
+        w: True slope.
+        b: True intercept.
+        noise_sd: Standard deviation of the Gaussian noise on y.
+        scale: Half-width of the x range.
+        offset: Centre of the x range.
+    """
+
+    w: float
+    b: float
+    noise_sd: float
+    scale: float
+    offset: float = 0.0
+
+    def sample(self, rng: np.random.Generator, n: int, integer_x: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n`` rows (x as whole numbers when ``integer_x``), both float64."""
+        if integer_x:
+            half = int(self.scale)
+            x = self.offset + rng.integers(-half, half + 1, n).astype(np.float64)
+        else:
+            x = self.offset + self.scale * rng.uniform(-1.0, 1.0, n)
+        return x, self.w * x + self.b + rng.normal(0.0, self.noise_sd, n)
+
+
+def _sig(value: float, digits: int = 4) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+def _random_line(rng: np.random.Generator, exponent: float) -> Line:
+    """A readable random line whose x spans about 10**exponent; noise keeps |r| > 0.85."""
+    scale = _sig(10.0**exponent, 2)
+    w = _sig(rng.choice([-1.0, 1.0]) * 10.0 ** rng.uniform(-2.0, 2.0))
+    b = _sig(rng.normal(0.0, 1.0) * 10.0 ** rng.uniform(-1.0, 3.0))
+    return Line(w, b, _sig(abs(w) * scale * 10.0 ** rng.uniform(-3.0, -0.5), 3), scale)
+
+
+def closed_form(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares (w, b) of the rows where x and y are finite, centred in float64."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    mean_x, mean_y = x.mean(), y.mean()
+    mean_x += (x - mean_x).mean()
+    mean_y += (y - mean_y).mean()
+    dx = x - mean_x
+    w = float(np.dot(dx, y - mean_y) / np.dot(dx, dx))
+    return w, float(mean_y - w * mean_x)
+
+
+def _xy_table(x: np.ndarray, y: np.ndarray, x_type: str = "float64", y_type: str = "float64") -> pa.Table:
+    return pa.table({"x": pa.array(x.astype(x_type)), "y": pa.array(y.astype(y_type))})
+
+
+def _stored_xy(tables: list[pa.Table]) -> tuple[np.ndarray, np.ndarray]:
+    """x, y as the job will read them: float64, nulls as NaN, parts concatenated."""
+    x = [pc.cast(t.column("x"), pa.float64()).to_numpy() for t in tables]
+    y = [pc.cast(t.column("y"), pa.float64()).to_numpy() for t in tables]
+    return np.concatenate(x), np.concatenate(y)
+
+
+def _truth(layout: str, dataset: str, xy: tuple | None, line: Line | None, note: str) -> list[str]:
+    """One truth.csv row; ``xy`` is None for a dataset that must fail."""
+    fit = closed_form(*xy) if xy is not None else None
+    values = (line.w, line.b, line.noise_sd) if line else (None, None, None)
+    numbers = [*values, *(fit or (None, None))]
+    cells = ["" if value is None else repr(float(value)) for value in numbers]
+    return [layout, dataset, *cells, "ok" if fit else "failed", note]
+
+
+def _write(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="snappy")
+
+
+def _good_files(rng: np.random.Generator, root: Path) -> list[list[str]]:
+    """The ``files/`` datasets that must fit: random lines, special cases, Norris."""
+    plan = [(f"sensors/s{i:02d}", "float32" if i % 5 == 2 else "float64") for i in range(1, 19)]
+    plan += [(f"stores/store_{i:02d}", "int32" if i % 2 else "int64") for i in range(1, 15)]
+    plan += [(f"experiments/e{i:02d}", "float64") for i in range(1, 13)]
+    exponents = rng.permutation(np.linspace(-3.0, 6.0, len(plan)))
+    sizes = np.rint(50.0 * 100.0 ** rng.uniform(0.0, 1.0, len(plan))).astype(int)
+    sizes[[0, -1]] = 50, 5000
+    rows = []
+    for (dataset, x_type), exponent, n in zip(plan, exponents, sizes):
+        integer = x_type.startswith("int")
+        line = _random_line(rng, max(exponent, 1.5) if integer else exponent)
+        if integer:  # counts: whole numbers from 0 to 2·scale
+            line = Line(line.w, line.b, line.noise_sd, float(int(line.scale)), float(int(line.scale)))
+        x, y = line.sample(rng, int(n), integer)
+        table = _xy_table(x, y, x_type, "float32" if x_type == "float32" else "float64")
+        _write(table, root / f"{dataset}.parquet")
+        rows.append(_truth("files", dataset, _stored_xy([table]), line, f"{n} rows, x {x_type}, |x| ~ {line.scale:g}"))
+    specials = [
+        ("experiments/far_1e6", Line(2.5, -2.5e6, 0.5, 10.0, 1e6), 1500, "float64", "x = 1e6 ± 10"),
+        ("experiments/far_minus_1e6", Line(-0.75, 3.0, 0.05, 10.0, -1e6), 400, "float64", "x = -1e6 ± 10"),
+        ("experiments/far_int_1e6", Line(1.2, -1.2e6, 2.0, 10.0, 1e6), 800, "int64", "x = 1e6 ± 10, int64"),
+        ("stores/café du monde", Line(3.5, 12.0, 4.0, 60.0, 60.0), 365, "int32", "spaces and non-ASCII in name"),
+    ]
+    for dataset, line, n, x_type, note in specials:
+        x, y = line.sample(rng, n, x_type.startswith("int"))
+        table = _xy_table(x, y, x_type)
+        _write(table, root / f"{dataset}.parquet")
+        rows.append(_truth("files", dataset, _stored_xy([table]), line, f"{n} rows, {note}"))
+    line = Line(-1.5, 40.0, 2.0, 25.0, 25.0)
+    x, y = line.sample(rng, 800)
+    bad = rng.choice(x.size, 16, replace=False)
+    x[bad[8:11]], y[bad[11]], y[bad[12:14]], x[bad[14:]] = np.nan, np.nan, np.inf, -np.inf
+    x_null, y_null = np.isin(np.arange(x.size), bad[:4]), np.isin(np.arange(x.size), bad[4:8])
+    table = pa.table({"x": pa.array(x, mask=x_null), "y": pa.array(y, mask=y_null)})
+    _write(table, root / "sensors/dirty_readings.parquet")
+    note = "800 rows; 16 dropped (4 null x, 4 null y, 4 NaN, 4 inf)"
+    rows.append(_truth("files", "sensors/dirty_readings", _stored_xy([table]), line, note))
+    return rows + [_norris(root)]
+
+
+def _norris(root: Path) -> list[str]:
+    """NIST StRD Norris (data on lines 61–96 of Norris.dat, columns ``y x``)."""
+    lines = (root.parent / "reference" / "Norris.dat").read_text(encoding="ascii").splitlines()
+    y, x = np.array([[float(v) for v in text.split()] for text in lines[60:96]]).T
+    w, b = closed_form(x, y)
+    if x.size != 36 or abs(w - NORRIS_W) > 1e-12 or abs(b - NORRIS_B) > 1e-9:
+        raise ValueError(f"Norris.dat parsed wrongly: {x.size} rows, w={w!r}, b={b!r}")
+    _write(_xy_table(x, y), root / "reference/norris.parquet")
+    note = f"NIST StRD Norris: certified w={NORRIS_W!r} b={NORRIS_B!r}"
+    return _truth("files", "reference/norris", (x, y), None, note)
+
+
+def _broken_files(rng: np.random.Generator, root: Path) -> list[list[str]]:
+    """``files/broken/``: every one must come out ``failed`` with a clear reason."""
+    folder = root / "broken"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "zero_bytes.parquet").write_bytes(b"")
+    (folder / "corrupt.parquet").write_bytes(rng.bytes(2048))
+    x = np.round(rng.uniform(0.0, 10.0, 100), 3)
+    tables = {
+        "missing_y": (pa.table({"x": pa.array(x)}), "no y column"),
+        "text_x": (pa.table({"x": pa.array([f"{v:.3f}" for v in x]), "y": pa.array(2 * x)}), "x is a string column"),
+        "one_row": (_xy_table(np.array([1.0]), np.array([2.0])), "a single valid row"),
+        "constant_x": (_xy_table(np.full(100, 3.0), x), "x = 3.0 on all 100 rows"),
+        "empty": (_xy_table(np.array([]), np.array([])), "valid Parquet with 0 rows"),
+        "all_null_y": (pa.table({"x": pa.array(x), "y": pa.nulls(100, pa.float64())}), "y null on all 100 rows"),
+    }
+    for name, (table, _) in tables.items():
+        _write(table, folder / f"{name}.parquet")
+    notes = {"zero_bytes": "zero-byte file", "corrupt": "2,048 random bytes, not Parquet"}
+    notes.update({name: note for name, (_, note) in tables.items()})
+    return [_truth("files", f"broken/{name}", None, None, note) for name, note in notes.items()]
+
+
+def _parts(rng: np.random.Generator, root: Path) -> list[list[str]]:
+    """``parts/store=*/``: one dataset per directory, rows split over part files."""
+    plan = [
+        ("store=berlin", Line(0.8, 150.0, 12.0, 500.0, 500.0), 1200, 2, "int32"),
+        ("store=paris", Line(-0.035, 9.5, 0.2, 40.0), 900, 3, "float64"),
+        ("store=tokyo", Line(42.0, -1.0e4, 300.0, 1000.0, 1000.0), 2000, 4, "int64"),
+    ]
+    rows = []
+    for dataset, line, n, count, x_type in plan:
+        x, y = line.sample(rng, n, x_type.startswith("int"))
+        tables = [
+            _xy_table(xs, ys, x_type, "float32" if (dataset, i) == ("store=paris", 1) else "float64")
+            for i, (xs, ys) in enumerate(zip(np.array_split(x, count), np.array_split(y, count)))
+        ]
+        for i, table in enumerate(tables):
+            _write(table, root / dataset / f"part-{i:05d}.parquet")
+        (root / dataset / "_SUCCESS").write_bytes(b"")
+        note = f"{n} rows in {count} parts, x {x_type}" + ("; part-00001 has float32 y" if dataset == "store=paris" else "")
+        rows.append(_truth("parts", dataset, _stored_xy(tables), line, note))
+    return rows
+
+
+def _long(rng: np.random.Generator, root: Path) -> list[list[str]]:
+    """``long/part-{0,1,2}.parquet``: Datasaurus Dozen + synthetic keys + null keys."""
+    with (root.parent / "reference" / "DatasaurusDozen-Long.tsv").open(encoding="utf-8", newline="") as handle:
+        records = list(csv.DictReader(handle, delimiter="\t"))
+    groups = {}
+    for record in records:
+        groups.setdefault(record["dataset"], []).append((float(record["x"]), float(record["y"])))
+    data = {key: tuple(np.array(pairs).T) for key, pairs in groups.items()}
+    notes = {key: "Datasaurus Dozen (Matejka & Fitzmaurice 2017, MIT)" for key in data}
+    synthetic = {
+        "calibration": (Line(1.02, -0.3, 0.05, 5.0, 5.0), 400),
+        "drift": (Line(0.004, -3990.0, 0.01, 10.0, 1e6), 300),
+        "Zürich": (Line(-2.2, 180.0, 3.0, 30.0, 30.0), 250),
+        "steep": (Line(1.0e4, 7.0, 50.0, 0.01), 200),
+        "tiny": (Line(0.5, 1.0, 0.1, 2.0), 3),
+    }
+    lines = {}
+    for key, (line, n) in synthetic.items():
+        data[key], lines[key], notes[key] = line.sample(rng, n), line, f"synthetic, {n} rows"
+    keys = [key for key, (x, _) in data.items() for _ in range(x.size)] + [None] * 7
+    x = np.concatenate([xs for xs, _ in data.values()] + [rng.uniform(0.0, 100.0, 7)])
+    y = np.concatenate([ys for _, ys in data.values()] + [rng.uniform(0.0, 100.0, 7)])
+    slot = np.concatenate([np.arange(xs.size) % 3 for xs, _ in data.values()] + [np.arange(7) % 3])
+    root.mkdir(parents=True, exist_ok=True)
+    for part in range(3):
+        chosen = rng.permutation(np.flatnonzero(slot == part))
+        key_array = pa.array([keys[i] for i in chosen], pa.string())
+        _write(pa.table({"dataset": key_array, "x": x[chosen], "y": y[chosen]}), root / f"part-{part}.parquet")
+    return [_truth("long", key, data[key], lines.get(key), notes[key]) for key in data]
+
+
+def generate(out: Path) -> list[list[str]]:
+    """Rewrite ``files/``, ``parts/``, ``long/`` and ``truth.csv`` under ``out``.
+
+    Args:
+        out: The sample data folder; its ``reference/`` subfolder must hold the
+            reference inputs and is left untouched.
+
+    Returns:
+        The truth rows written (without the header).
+
+    Raises:
+        FileNotFoundError: if a reference input is missing.
+    """
+    missing = [name for name in REFERENCE_FILES if not (out / "reference" / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"missing {', '.join(missing)} in {out / 'reference'} (copy them from reference-data)")
+    for name in _GENERATED:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    rng = np.random.default_rng(SEED)
+    files = out / "files"
+    rows = _good_files(rng, files) + _broken_files(rng, files)
+    (files / "README.txt").write_text(_README, encoding="utf-8")
+    rows = sorted(rows, key=lambda row: row[1]) + _parts(rng, out / "parts") + _long(rng, out / "long")
+    with (out / "truth.csv").open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(TRUTH_COLUMNS)
+        writer.writerows(rows)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generate the sample data; return the process exit status (2 if inputs are missing)."""
+    parser = argparse.ArgumentParser(prog="python -m jobs.make_sample_data", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="sample_data", help="Sample data folder (default: sample_data).")
+    out = Path(parser.parse_args(argv).out)
+    try:
+        rows = generate(out)
+    except FileNotFoundError as error:
+        print(f"make_sample_data: error: {error}", file=sys.stderr)
+        return 2
+    size = sum(path.stat().st_size for name in _GENERATED for path in [out / name, *(out / name).rglob("*")])
+    counts = {layout: sum(row[0] == layout for row in rows) for layout in ("files", "parts", "long")}
+    print(f"wrote {out}: " + ", ".join(f"{n} {layout} datasets" for layout, n in counts.items()) + f"; {size:,} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

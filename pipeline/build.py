@@ -1,0 +1,30 @@
+"""``build(p, config)``: the whole tapefit pipeline graph, wired but not run."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+
+from pipeline.datasets import DiscoverDatasets
+from pipeline.options import JobConfig
+from pipeline.transforms import FitDatasets
+from pipeline.write import WriteTable
+
+__all__ = ["build"]
+
+
+def build(p: beam.Pipeline, config: JobConfig) -> beam.PCollection:
+    """Add discovery, reading, fitting and the table write to ``p``.
+
+    Args:
+        p: The pipeline to extend.
+        config: The validated job configuration.
+
+    Returns:
+        A PCollection holding the committed partition's manifest (one element).
+    """
+    return (
+        p
+        | "DiscoverDatasets" >> DiscoverDatasets(config)
+        | "FitDatasets" >> FitDatasets(config)
+        | "WriteTable" >> WriteTable(config)
+    )

@@ -1,0 +1,245 @@
+"""Command-line options and the frozen configuration the pipeline receives.
+
+All of tapefit's flags live in one ``PipelineOptions`` subclass, so every standard
+Beam flag (``--runner``, ``--direct_num_workers``, ``--temp_location``, ...) passes
+straight through. At the edge the options are validated once and turned into a
+:class:`JobConfig`; transforms only ever see that frozen object.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import uuid
+from dataclasses import asdict, dataclass
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+__all__ = [
+    "DTYPES",
+    "ConfigError",
+    "FitConfig",
+    "GroupBy",
+    "JobConfig",
+    "TapefitOptions",
+    "config_from_options",
+    "new_run_id",
+]
+
+DTYPES = ("float64", "float32")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class ConfigError(ValueError):
+    """An invalid option value; its message is one line meant for the user."""
+
+
+class TapefitOptions(PipelineOptions):
+    """tapefit's own flags; any other Beam pipeline flag may be given beside them."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:  # noqa: ANN001 (Beam's parser type is private)
+        group = parser.add_argument_group("tapefit")
+        group.add_argument(
+            "--input",
+            help="Input: a directory (every *.parquet below it, recursively), a glob, "
+            "or one Parquet file. Local paths or any Beam filesystem (gs://, s3://).",
+        )
+        group.add_argument(
+            "--output",
+            help="Output table directory; results go to OUTPUT/run_date=YYYY-MM-DD/.",
+        )
+        group.add_argument(
+            "--run_date",
+            default=None,
+            help="Date of the output partition, YYYY-MM-DD (default: today, UTC).",
+        )
+        group.add_argument(
+            "--group_by",
+            default="file",
+            help="What one dataset is: 'file' (default), 'directory' (every directory "
+            "directly holding Parquet files), or 'column:NAME' (rows grouped by NAME).",
+        )
+        group.add_argument("--x_column", default="x", help="Column holding x (default: x).")
+        group.add_argument("--y_column", default="y", help="Column holding y (default: y).")
+        group.add_argument(
+            "--learning_rate", type=float, default=0.1, help="Gradient-descent step size η (default: 0.1)."
+        )
+        group.add_argument(
+            "--max_steps", type=int, default=1000, help="Most gradient-descent updates per dataset (default: 1000)."
+        )
+        group.add_argument(
+            "--tolerance",
+            type=float,
+            default=1e-12,
+            help="Stop when the gradient's 2-norm is at most this (default: 1e-12).",
+        )
+        group.add_argument(
+            "--standardize",
+            dest="standardize",
+            action="store_true",
+            default=True,
+            help="Descend on standardized x, y and map back (default).",
+        )
+        group.add_argument(
+            "--no_standardize",
+            dest="standardize",
+            action="store_false",
+            default=True,
+            help="Descend on raw x, y: the classic textbook loop (may diverge).",
+        )
+        group.add_argument(
+            "--dtype",
+            default="float64",
+            help="Precision of the descent loop: float64 (default) or float32.",
+        )
+
+
+class GroupBy:
+    """Names of the three ways files become datasets."""
+
+    FILE = "file"
+    DIRECTORY = "directory"
+    COLUMN = "column"
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Hyper-parameters of one line fit.
+
+    Attributes:
+        learning_rate: Step size η of the update (a, c) ← (a, c) − η·∇L.
+        max_steps: Most parameter updates before giving up (status ``not_converged``).
+        tolerance: Converged once the gradient's 2-norm is at most this.
+        standardize: Descend on standardized data (always converges for η < 1).
+        dtype: ``"float64"`` or ``"float32"``: precision of the descent loop.
+    """
+
+    learning_rate: float = 0.1
+    max_steps: int = 1000
+    tolerance: float = 1e-12
+    standardize: bool = True
+    dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        """Reject values no fit could use.
+
+        Raises:
+            ConfigError: if a value is out of range.
+        """
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ConfigError(f"--learning_rate must be a positive number, got {self.learning_rate!r}")
+        if self.max_steps < 1:
+            raise ConfigError(f"--max_steps must be at least 1, got {self.max_steps!r}")
+        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise ConfigError(f"--tolerance must be a finite number >= 0, got {self.tolerance!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything one run needs, validated; built once by :func:`config_from_options`.
+
+    Attributes:
+        input: The input pattern as given (directory, glob or file).
+        output: The output table directory.
+        run_date: The output partition's date, ``YYYY-MM-DD``.
+        group_by: One of :class:`GroupBy`'s names.
+        key_column: The grouping column for ``group_by == "column"``, else ``None``.
+        x_column: Name of the x column.
+        y_column: Name of the y column.
+        fit: The fit's hyper-parameters.
+        run_id: Unique id of this run, stored in every output row.
+        started_at: When the run was launched (UTC).
+    """
+
+    input: str
+    output: str
+    run_date: str
+    group_by: str
+    key_column: str | None
+    x_column: str
+    y_column: str
+    fit: FitConfig
+    run_id: str
+    started_at: dt.datetime
+
+    def describe(self) -> dict:
+        """Return the options as plain JSON-friendly values, for the manifest."""
+        data = asdict(self)
+        data["started_at"] = self.started_at.isoformat()
+        data["group_by"] = f"column:{self.key_column}" if self.key_column else self.group_by
+        del data["key_column"]
+        return data
+
+
+def new_run_id(now: dt.datetime) -> str:
+    """Return a sortable, unique run id such as ``20261125T173000Z-1a2b3c4d``."""
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def _parse_group_by(value: str) -> tuple[str, str | None]:
+    if value in (GroupBy.FILE, GroupBy.DIRECTORY):
+        return value, None
+    if value.startswith("column:") and value[len("column:") :].strip():
+        return GroupBy.COLUMN, value[len("column:") :]
+    raise ConfigError(f"--group_by must be 'file', 'directory' or 'column:NAME', got {value!r}")
+
+
+def _parse_run_date(value: str | None, now: dt.datetime) -> str:
+    if value is None:
+        return now.date().isoformat()
+    try:
+        if not _DATE.match(value):
+            raise ValueError
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise ConfigError(f"--run_date must be a date YYYY-MM-DD, got {value!r}") from None
+
+
+def config_from_options(options: PipelineOptions, now: dt.datetime | None = None) -> JobConfig:
+    """Validate tapefit's options and freeze them into a :class:`JobConfig`.
+
+    Args:
+        options: Pipeline options holding (at least) the :class:`TapefitOptions` flags.
+        now: The launch time (UTC); defaults to the current time. Tests pass a fixed one.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: with a one-line message when any option is missing or invalid.
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    opts = options.view_as(TapefitOptions)
+    if not opts.input:
+        raise ConfigError("--input is required (a directory, glob or Parquet file)")
+    if not opts.output:
+        raise ConfigError("--output is required (the output table directory)")
+    group_by, key_column = _parse_group_by(opts.group_by)
+    for flag, name in (("--x_column", opts.x_column), ("--y_column", opts.y_column)):
+        if not name:
+            raise ConfigError(f"{flag} must not be empty")
+    if key_column in (opts.x_column, opts.y_column):
+        raise ConfigError(f"--group_by column {key_column!r} must differ from the x and y columns")
+    fit = FitConfig(
+        learning_rate=opts.learning_rate,
+        max_steps=opts.max_steps,
+        tolerance=opts.tolerance,
+        standardize=opts.standardize,
+        dtype=opts.dtype,
+    )
+    return JobConfig(
+        input=opts.input,
+        output=opts.output.rstrip("/") or opts.output,
+        run_date=_parse_run_date(opts.run_date, now),
+        group_by=group_by,
+        key_column=key_column,
+        x_column=opts.x_column,
+        y_column=opts.y_column,
+        fit=fit,
+        run_id=new_run_id(now),
+        started_at=now,
+    )

@@ -1,0 +1,88 @@
+"""The output table: its one schema, row construction and partition paths.
+
+The table is Hive-partitioned Parquet: ``TABLE_DIR/run_date=YYYY-MM-DD/*.parquet``
+plus ``_manifest.json``. Everything that writes or reads a row uses :data:`SCHEMA`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.datasets import DatasetRef
+from pipeline.fit import FitResult, failed
+from pipeline.options import JobConfig
+
+__all__ = [
+    "COLUMNS",
+    "MANIFEST",
+    "SCHEMA",
+    "failure_row",
+    "partition_dir",
+    "result_row",
+    "staging_dir",
+    "staging_root",
+]
+
+SCHEMA = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("w", pa.float64()),
+        pa.field("b", pa.float64()),
+        pa.field("final_loss", pa.float64()),
+        pa.field("r2", pa.float64()),
+        pa.field("steps", pa.int64(), nullable=False),
+        pa.field("converged", pa.bool_(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("n_rows", pa.int64(), nullable=False),
+        pa.field("n_dropped", pa.int64(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("fitted_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+COLUMNS = tuple(SCHEMA.names)
+MANIFEST = "_manifest.json"
+
+
+def result_row(ref: DatasetRef, result: FitResult, run_id: str, fitted_at: dt.datetime) -> dict:
+    """Return the output row of one dataset's result, keyed by :data:`COLUMNS`."""
+    return {
+        "dataset": ref.dataset,
+        "w": result.w,
+        "b": result.b,
+        "final_loss": result.final_loss,
+        "r2": result.r2,
+        "steps": result.steps,
+        "converged": result.converged,
+        "status": result.status,
+        "error": result.error,
+        "n_rows": result.n_rows,
+        "n_dropped": result.n_dropped,
+        "source": ref.source,
+        "run_id": run_id,
+        "fitted_at": fitted_at,
+    }
+
+
+def failure_row(ref: DatasetRef, error: str, run_id: str, fitted_at: dt.datetime) -> dict:
+    """Return a ``failed`` row for a dataset that could not be read or fitted."""
+    return result_row(ref, failed(error), run_id, fitted_at)
+
+
+def partition_dir(config: JobConfig) -> str:
+    """``TABLE_DIR/run_date=YYYY-MM-DD``: where this run's results become visible."""
+    return FileSystems.join(config.output, f"run_date={config.run_date}")
+
+
+def staging_root(config: JobConfig) -> str:
+    """``TABLE_DIR/_staging``: readers of the table ignore ``_``-prefixed folders."""
+    return FileSystems.join(config.output, "_staging")
+
+
+def staging_dir(config: JobConfig) -> str:
+    """Where this run writes its partition before the commit swaps it into place."""
+    return FileSystems.join(staging_root(config), config.run_id, f"run_date={config.run_date}")

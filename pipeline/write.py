@@ -1,0 +1,237 @@
+"""Writing the output partition and making it visible all at once, with ``_manifest.json``.
+
+Rows are first written to ``TABLE_DIR/_staging/RUN_ID/run_date=D/`` (readers ignore
+``_``-prefixed folders). Only when every file is written does :func:`commit_partition`
+add the manifest and swap the staged folder into ``TABLE_DIR/run_date=D``, replacing
+an earlier run of that date as a whole. On a local filesystem the swap is two
+directory renames; on object stores (no directory rename) files are moved one by one
+and the previous run's files deleted afterwards. A run that dies before the commit
+leaves the previous partition untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from importlib import metadata
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline import __version__
+from pipeline.fit import Status
+from pipeline.options import JobConfig
+from pipeline.table import MANIFEST, SCHEMA, partition_dir, staging_dir, staging_root
+
+__all__ = ["SummarizeRows", "WriteTable", "check_output_writable", "commit_partition", "read_manifest"]
+
+
+class SummarizeRows(beam.CombineFn):
+    """Counts datasets per status and rows used/dropped; mergeable across workers."""
+
+    def create_accumulator(self) -> dict:
+        """Return an empty tally."""
+        return {"datasets": 0, "rows_used": 0, "rows_dropped": 0, **{status: 0 for status in Status.ALL}}
+
+    def add_input(self, tally: dict, row: dict) -> dict:
+        """Count one output row."""
+        tally["datasets"] += 1
+        tally[row["status"]] += 1
+        tally["rows_used"] += row["n_rows"]
+        tally["rows_dropped"] += row["n_dropped"]
+        return tally
+
+    def merge_accumulators(self, tallies: list[dict]) -> dict:
+        """Add tallies key by key."""
+        tallies = iter(tallies)
+        merged = next(tallies)
+        for tally in tallies:
+            for key, value in tally.items():
+                merged[key] += value
+        return merged
+
+    def extract_output(self, tally: dict) -> dict:
+        """Return the tally as is."""
+        return tally
+
+
+def _versions() -> dict:
+    found = {}
+    for name, dists in {
+        "tapefit": ("tapefit",),
+        "apache-beam": ("apache-beam",),
+        "tensorflow": ("tensorflow", "tensorflow-cpu"),
+        "pyarrow": ("pyarrow",),
+        "numpy": ("numpy",),
+    }.items():
+        for dist in dists:
+            try:
+                found[name] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    found.setdefault("tapefit", __version__)
+    return found
+
+
+def _is_local(path: str) -> bool:
+    return FileSystems.get_scheme(path) in (None, "file")
+
+
+def _write_json(path: str, payload: dict) -> None:
+    handle = FileSystems.create(path, mime_type="application/json")
+    try:
+        handle.write(json.dumps(payload, indent=2, sort_keys=True).encode("utf-8"))
+    finally:
+        handle.close()
+
+
+def read_manifest(config: JobConfig) -> dict:
+    """Return the committed partition's manifest.
+
+    Raises:
+        OSError: if it cannot be read.
+    """
+    with FileSystems.open(FileSystems.join(partition_dir(config), MANIFEST)) as handle:
+        return json.loads(handle.read().decode("utf-8"))
+
+
+def check_output_writable(config: JobConfig) -> None:
+    """Create and delete a probe file under the table's staging folder.
+
+    Raises:
+        OSError: (or Beam's ``BeamIOError``) if the output cannot be written.
+    """
+    probe_dir = FileSystems.join(staging_root(config), config.run_id)
+    handle = FileSystems.create(FileSystems.join(probe_dir, "_probe"))
+    handle.write(b"ok")
+    handle.close()
+    FileSystems.delete([probe_dir])
+    _remove_if_empty(staging_root(config))
+
+
+def _remove_if_empty(folder: str) -> None:
+    if _is_local(folder) and FileSystems.exists(folder) and not FileSystems.match([folder + "/**"])[0].metadata_list:
+        FileSystems.delete([folder])
+
+
+def commit_partition(
+    config: JobConfig, files: list[str], summary: dict, null_key_rows: int, finished_at: dt.datetime
+) -> dict:
+    """Write the manifest and make the staged partition the visible one.
+
+    Args:
+        config: The job's configuration.
+        files: The data files written to the staging folder.
+        summary: The :class:`SummarizeRows` tally of all output rows.
+        null_key_rows: Rows skipped because their grouping key was null.
+        finished_at: When the write finished (UTC).
+
+    Returns:
+        The manifest that was written.
+
+    Raises:
+        RuntimeError: if there is nothing to commit (the previous partition is kept).
+    """
+    final = partition_dir(config)
+    staged = staging_dir(config)
+    if not files or not summary["datasets"]:
+        raise RuntimeError("no datasets were fitted; the previous partition is kept")
+    names = sorted(FileSystems.split(path)[1] for path in files)
+    manifest = {
+        "run_id": config.run_id,
+        "run_date": config.run_date,
+        "input": config.input,
+        "partition": final,
+        "options": config.describe(),
+        "versions": _versions(),
+        "counts": {key: summary[key] for key in ("datasets", *Status.ALL)},
+        "rows": {
+            "used": summary["rows_used"],
+            "dropped": summary["rows_dropped"],
+            "null_key": null_key_rows,
+        },
+        "files": names,
+        "started_at": config.started_at.isoformat(),
+        "finished_at": finished_at.isoformat(),
+    }
+    _write_json(FileSystems.join(staged, MANIFEST), manifest)
+    run_folder = FileSystems.join(staging_root(config), config.run_id)
+    if _is_local(final):
+        if FileSystems.exists(final):
+            FileSystems.rename([final], [FileSystems.join(run_folder, "previous")])
+        FileSystems.rename([staged], [final])
+    else:
+        old = [m.path for m in FileSystems.match([final + "/*"])[0].metadata_list] if FileSystems.exists(final) else []
+        moved = [*names, MANIFEST]
+        FileSystems.rename([FileSystems.join(staged, n) for n in moved], [FileSystems.join(final, n) for n in moved])
+        stale = [path for path in old if FileSystems.split(path)[1] not in moved]
+        if stale:
+            FileSystems.delete(stale)
+    FileSystems.delete([run_folder])
+    _remove_stale_staging(config)
+    return manifest
+
+
+def _remove_stale_staging(config: JobConfig) -> None:
+    """Delete staging folders that crashed runs of the same date left behind."""
+    root = staging_root(config)
+    marker = f"/run_date={config.run_date}/"
+    runs = set()
+    for meta in FileSystems.match([root + "/**"])[0].metadata_list:
+        relative = meta.path[len(root) + 1 :]
+        if marker in "/" + relative:
+            runs.add(relative.split("/", 1)[0])
+    if runs:
+        FileSystems.delete([FileSystems.join(root, run) for run in sorted(runs)])
+    _remove_if_empty(root)
+
+
+class _CommitFn(beam.DoFn):
+    """Runs :func:`commit_partition` once, on the list of all written files."""
+
+    def __init__(self, config: JobConfig) -> None:
+        self._config = config
+
+    def process(self, files: list[str], summary: dict, null_key_rows: int) -> Iterator[dict]:
+        yield commit_partition(
+            self._config, files, summary, null_key_rows, dt.datetime.now(dt.timezone.utc)
+        )
+
+
+class WriteTable(beam.PTransform):
+    """Writes the rows as this run's partition and commits it; outputs the manifest.
+
+    Input: a dict with ``rows`` (output rows) and ``null_keys`` (null-key row counts),
+    as :class:`pipeline.transforms.FitDatasets` returns it.
+
+    Args:
+        config: The job's configuration.
+    """
+
+    def __init__(self, config: JobConfig) -> None:
+        super().__init__()
+        self._config = config
+
+    def expand(self, results: dict[str, beam.PCollection]) -> beam.PCollection:
+        """Write Parquet to the staging folder, then commit it with the manifest."""
+        rows = results["rows"]
+        files = rows | "WriteParquet" >> beam.io.WriteToParquet(
+            FileSystems.join(staging_dir(self._config), f"part-{self._config.run_id}"),
+            SCHEMA,
+            codec="snappy",
+            file_name_suffix=".parquet",
+        )
+        summary = rows | "Summarize" >> beam.CombineGlobally(SummarizeRows())
+        null_keys = results["null_keys"] | "SumNullKeys" >> beam.CombineGlobally(sum)
+        return (
+            files
+            | "AllFiles" >> beam.combiners.ToList()
+            | "Commit"
+            >> beam.ParDo(
+                _CommitFn(self._config),
+                beam.pvalue.AsSingleton(summary),
+                beam.pvalue.AsSingleton(null_keys),
+            )
+        )

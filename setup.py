@@ -1,0 +1,30 @@
+"""Packaging for tapefit: installs `pipeline` and `jobs`; also Beam's --setup_file."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+_VERSION = re.search(
+    r'__version__ = "([^"]+)"', (Path(__file__).parent / "pipeline" / "__init__.py").read_text()
+).group(1)
+
+setup(
+    name="tapefit",
+    version=_VERSION,
+    description="Per-dataset GradientTape line fits over many Parquet datasets, as an Apache Beam job.",
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["pipeline", "pipeline.*", "jobs", "jobs.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "apache-beam>=2.60",
+        "numpy>=1.26",
+        "pyarrow>=15",
+        "tensorflow>=2.16",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "duckdb>=1.0"],
+    },
+    entry_points={"console_scripts": ["tapefit=jobs.fit_lines:console_main"]},
+)

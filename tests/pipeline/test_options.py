@@ -1,0 +1,66 @@
+"""Options become one frozen, validated config; bad values fail with one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.options import ConfigError, FitConfig, GroupBy, config_from_options
+
+NOW = dt.datetime(2026, 11, 25, 23, 59, tzinfo=dt.timezone.utc)
+
+
+def _config(*flags: str):  # noqa: ANN202
+    return config_from_options(PipelineOptions(["--input", "in", "--output", "out/", *flags]), now=NOW)
+
+
+def test_defaults() -> None:
+    config = _config()
+    assert (config.input, config.output, config.run_date) == ("in", "out", "2026-11-25")
+    assert (config.group_by, config.key_column, config.x_column, config.y_column) == (GroupBy.FILE, None, "x", "y")
+    assert config.fit == FitConfig(learning_rate=0.1, max_steps=1000, tolerance=1e-12, standardize=True, dtype="float64")
+    assert config.run_id.startswith("20261125T235900Z-")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.input = "other"  # type: ignore[misc]
+
+
+def test_every_flag_is_read() -> None:
+    config = _config(
+        "--group_by", "column:sensor", "--x_column", "t", "--y_column", "v", "--learning_rate", "0.5",
+        "--max_steps", "20", "--tolerance", "1e-6", "--no_standardize", "--dtype", "float32",
+        "--run_date", "2024-02-29", "--runner", "DirectRunner",
+    )  # fmt: skip
+    assert (config.group_by, config.key_column, config.x_column, config.y_column) == ("column", "sensor", "t", "v")
+    assert config.fit == FitConfig(0.5, 20, 1e-6, False, "float32")
+    assert config.run_date == "2024-02-29"
+    assert config.describe()["group_by"] == "column:sensor"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--group_by", "rows"], "--group_by must be"),
+        (["--group_by", "column:"], "--group_by must be"),
+        (["--group_by", "column:x"], "must differ"),
+        (["--learning_rate", "-0.1"], "--learning_rate must be a positive"),
+        (["--learning_rate", "nan"], "--learning_rate must be a positive"),
+        (["--max_steps", "0"], "--max_steps must be at least 1"),
+        (["--tolerance", "-1"], "--tolerance"),
+        (["--dtype", "float16"], "--dtype must be one of"),
+        (["--run_date", "2024-02-30"], "--run_date must be a date"),
+        (["--run_date", "20240101"], "--run_date must be a date"),
+    ],
+)
+def test_invalid_values_raise_config_error(flags: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _config(*flags)
+
+
+def test_input_and_output_are_required() -> None:
+    with pytest.raises(ConfigError, match="--input is required"):
+        config_from_options(PipelineOptions(["--output", "o"]))
+    with pytest.raises(ConfigError, match="--output is required"):
+        config_from_options(PipelineOptions(["--input", "i"]))

@@ -1,0 +1,121 @@
+"""FitDatasets on real Parquet files with TestPipeline: one honest row per dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.datasets import DiscoverDatasets
+from pipeline.options import FitConfig, JobConfig
+from pipeline.transforms import FitDatasets
+from tests.conftest import lstsq, write_parquet
+from tests.pipeline.test_options import NOW
+
+
+def _config(root: Path, group_by: str = "file", key: str | None = None) -> JobConfig:
+    return JobConfig(
+        input=str(root), output=str(root.parent / "out"), run_date="2026-01-01", group_by=group_by,
+        key_column=key, x_column="x", y_column="y", fit=FitConfig(), run_id="run-1", started_at=NOW,
+    )  # fmt: skip
+
+
+def _rounded(row: dict) -> tuple:
+    """The parts of a row a test can state exactly (w, b rounded to 9 digits)."""
+    w = None if row["w"] is None else round(row["w"], 9)
+    b = None if row["b"] is None else round(row["b"], 9)
+    return row["dataset"], row["status"], w, b, row["n_rows"], row["n_dropped"]
+
+
+def test_good_and_bad_files_each_get_exactly_one_row(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+    y = 4 * x - 2 + rng.normal(0, 0.1, 200)
+    write_parquet(root / "good.parquet", x=x, y=y)
+    write_parquet(root / "with nan é.parquet", x=np.append(x, np.nan), y=np.append(y, 1.0))
+    write_parquet(root / "bad/missing_y.parquet", x=[1.0, 2.0])
+    write_parquet(root / "bad/text.parquet", x=["a", "b"], y=[1.0, 2.0])
+    write_parquet(root / "bad/empty.parquet", x=pa.array([], pa.float64()), y=pa.array([], pa.float64()))
+    write_parquet(root / "bad/const.parquet", x=[1.0, 1.0, 1.0], y=[1.0, 2.0, 3.0])
+    (root / "bad/zero.parquet").write_bytes(b"")
+    (root / "bad/corrupt.parquet").write_bytes(bytes(range(256)) * 4)
+    w, b = round(lstsq(x, y)[0], 9), round(lstsq(x, y)[1], 9)
+    config = _config(root)
+    with TestPipeline() as p:
+        rows = (p | DiscoverDatasets(config) | FitDatasets(config))["rows"]
+        assert_that(
+            rows | beam.Map(_rounded),
+            equal_to([
+                ("good", "ok", w, b, 200, 0),
+                ("with nan é", "ok", w, b, 200, 1),
+                ("bad/missing_y", "failed", None, None, 0, 0),
+                ("bad/text", "failed", None, None, 0, 0),
+                ("bad/empty", "failed", None, None, 0, 0),
+                ("bad/const", "failed", None, None, 3, 0),
+                ("bad/zero", "failed", None, None, 0, 0),
+                ("bad/corrupt", "failed", None, None, 0, 0),
+            ]),  # fmt: skip
+            label="Rows",
+        )
+        assert_that(
+            rows | beam.Filter(lambda r: r["dataset"] in ("bad/missing_y", "bad/zero")) | beam.Map(lambda r: r["error"]),
+            equal_to(["missing column 'y' (columns: x)", "not a readable Parquet file: Parquet file size is 0 bytes"]),
+            label="Errors",
+        )
+        assert_that(
+            rows | beam.Map(lambda r: (r["run_id"], r["source"].startswith(str(root)), r["error"] is None or "\n" not in r["error"])),
+            equal_to([("run-1", True, True)] * 8),
+            label="Provenance",
+        )  # fmt: skip
+
+
+def test_directory_grouping_concatenates_part_files(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 10, 300)
+    y = -1.5 * x + 7 + rng.normal(0, 0.2, 300)
+    for i in range(3):
+        write_parquet(root / "store=a" / f"part-{i}.parquet", x=x[i * 100 : (i + 1) * 100], y=y[i * 100 : (i + 1) * 100])
+    write_parquet(root / "store=b" / "part-0.parquet", x=[1.0, 2.0])
+    w, b = (round(v, 9) for v in lstsq(x, y))
+    config = _config(root, "directory")
+    with TestPipeline() as p:
+        rows = (p | DiscoverDatasets(config) | FitDatasets(config))["rows"]
+        assert_that(
+            rows | beam.Map(_rounded),
+            equal_to([("store=a", "ok", w, b, 300, 0), ("store=b", "failed", None, None, 0, 0)]),
+        )
+
+
+def test_column_grouping_spans_files_and_counts_null_keys(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    rng = np.random.default_rng(2)
+    keys = np.array(["s1", "s2", "s3"] * 100, dtype=object)
+    x = rng.normal(size=300)
+    y = np.where(keys == "s1", 2 * x, np.where(keys == "s2", -x + 1, 5.0 + 0 * x)) + rng.normal(0, 0.01, 300)
+    keys[[5, 50]] = None
+    for i, part in enumerate(np.array_split(np.arange(300), 3)):
+        write_parquet(root / f"part-{i}.parquet", sensor=pa.array(list(keys[part])), x=x[part], y=y[part])
+    (root / "part-9.parquet").write_bytes(b"not parquet")
+    valid = np.array([k is not None for k in keys])
+    expected = []
+    for key in ("s1", "s2", "s3"):
+        mask = valid & (keys == key)
+        w, b = lstsq(x[mask], y[mask])
+        expected.append((key, "ok", round(w, 9), round(b, 9), int(mask.sum()), 0))
+    expected.append(("part-9.parquet", "failed", None, None, 0, 0))
+    config = _config(root, "column", "sensor")
+    with TestPipeline() as p:
+        results = p | DiscoverDatasets(config) | FitDatasets(config)
+        assert_that(results["rows"] | beam.Map(_rounded), equal_to(expected), label="Rows")
+        assert_that(results["null_keys"] | beam.CombineGlobally(sum), equal_to([2]), label="NullKeys")
+        assert_that(
+            results["rows"] | beam.Filter(lambda r: r["status"] == "failed") | beam.Map(lambda r: r["error"][:45]),
+            equal_to(["file could not be read, its rows are in no da"]),
+            label="UnreadableFile",
+        )
