@@ -1,0 +1,122 @@
+"""The output partition: mergeable summary, atomic swap, manifest, rerun safety."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+
+from pipeline.fit import FitResult, Status
+from pipeline.options import FitConfig, JobConfig
+from pipeline.table import SCHEMA, partition_dir, result_row, staging_dir
+from pipeline.datasets import DatasetRef
+from pipeline.write import SummarizeRows, WriteTable, check_output_writable, commit_partition
+from tests.pipeline.test_options import NOW
+
+
+def _config(table: Path, run_id: str = "run-1") -> JobConfig:
+    return JobConfig(
+        input="in", output=str(table), run_date="2026-01-01", group_by="file", key_column=None,
+        x_column="x", y_column="y", fit=FitConfig(), run_id=run_id, started_at=NOW,
+    )  # fmt: skip
+
+
+def _row(name: str, status: str, n_rows: int = 10, n_dropped: int = 1) -> dict:
+    ok = status in (Status.OK, Status.NOT_CONVERGED)
+    result = FitResult(status, w=1.0 if ok else None, b=0.0 if ok else None, n_rows=n_rows, n_dropped=n_dropped)
+    return result_row(DatasetRef(name, f"in/{name}.parquet", (f"in/{name}.parquet",)), result, "run-1", NOW)
+
+
+ROWS = [_row("a", "ok"), _row("b", "ok", 5, 0), _row("c", "failed", 0, 0), _row("d", "diverged"), _row("e", "not_converged")]
+EXPECTED = {"datasets": 5, "rows_used": 35, "rows_dropped": 3, "ok": 2, "not_converged": 1, "diverged": 1, "failed": 1}
+
+
+def test_summary_added_one_by_one() -> None:
+    fn = SummarizeRows()
+    tally = fn.create_accumulator()
+    for row in ROWS:
+        tally = fn.add_input(tally, row)
+    assert fn.extract_output(tally) == EXPECTED
+
+
+def _partial_tallies(fn: SummarizeRows) -> list[dict]:
+    parts = []
+    for chunk in (ROWS[:2], ROWS[2:3], [], ROWS[3:]):
+        tally = fn.create_accumulator()
+        for row in chunk:
+            tally = fn.add_input(tally, row)
+        parts.append(tally)
+    return parts
+
+
+def test_summary_merged_and_merged_then_compacted() -> None:
+    fn = SummarizeRows()
+    assert fn.extract_output(fn.merge_accumulators(_partial_tallies(fn))) == EXPECTED
+    # Beam may mutate the first accumulator of a merge, so each case starts afresh.
+    parts = _partial_tallies(fn)
+    compacted = fn.compact(fn.merge_accumulators(parts[:2]))
+    assert fn.extract_output(fn.merge_accumulators([compacted, *parts[2:]])) == EXPECTED
+
+
+def _stage(config: JobConfig, name: str) -> str:
+    folder = Path(staging_dir(config))
+    folder.mkdir(parents=True)
+    path = folder / name
+    pq.write_table(SCHEMA.empty_table(), path)
+    return str(path)
+
+
+def test_commit_swaps_partition_and_removes_staging(tmp_path: Path) -> None:
+    table = tmp_path / "table"
+    first = _config(table, "run-1")
+    manifest = commit_partition(first, [_stage(first, "one.parquet")], EXPECTED, 3, NOW)
+    final = Path(partition_dir(first))
+    assert sorted(p.name for p in final.iterdir()) == ["_manifest.json", "one.parquet"]
+    assert json.loads((final / "_manifest.json").read_text()) == manifest
+    assert manifest["counts"] == {"datasets": 5, "ok": 2, "not_converged": 1, "diverged": 1, "failed": 1}
+    assert manifest["rows"] == {"used": 35, "dropped": 3, "null_key": 3}
+    assert {"tapefit", "apache-beam", "tensorflow", "pyarrow"} <= set(manifest["versions"])
+    # A crashed run of the same date left staging behind; the next commit clears it.
+    crashed = _config(table, "run-crashed")
+    _stage(crashed, "half.parquet")
+    second = _config(table, "run-2")
+    commit_partition(second, [_stage(second, "two.parquet")], EXPECTED, 0, NOW)
+    assert sorted(p.name for p in final.iterdir()) == ["_manifest.json", "two.parquet"]
+    assert json.loads((final / "_manifest.json").read_text())["run_id"] == "run-2"
+    assert sorted(p.name for p in table.iterdir()) == ["run_date=2026-01-01"]
+
+
+def test_commit_refuses_an_empty_result_and_keeps_the_previous_partition(tmp_path: Path) -> None:
+    table = tmp_path / "table"
+    first = _config(table, "run-1")
+    commit_partition(first, [_stage(first, "one.parquet")], EXPECTED, 0, NOW)
+    empty = dataclasses.replace(first, run_id="run-2")
+    with pytest.raises(RuntimeError, match="no datasets"):
+        commit_partition(empty, [], {**EXPECTED, "datasets": 0}, 0, NOW)
+    assert (Path(partition_dir(first)) / "one.parquet").exists()
+
+
+def test_output_check_fails_under_a_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(Exception):  # noqa: B017,PT011 (Beam raises its own IO error types)
+        check_output_writable(_config(tmp_path / "file" / "table"))
+    check_output_writable(_config(tmp_path / "table"))
+    assert not (tmp_path / "table" / "_staging").exists()
+
+
+def test_write_table_pipeline_produces_partition_with_all_rows(tmp_path: Path) -> None:
+    config = _config(tmp_path / "table")
+    with TestPipeline() as p:
+        results = {"rows": p | "Rows" >> beam.Create(ROWS), "null_keys": p | "Nulls" >> beam.Create([2, 3])}
+        _ = results | WriteTable(config)
+    final = Path(partition_dir(config))
+    table = pq.read_table([str(path) for path in final.glob("*.parquet")], schema=SCHEMA)
+    assert sorted(table.column("dataset").to_pylist()) == ["a", "b", "c", "d", "e"]
+    manifest = json.loads((final / "_manifest.json").read_text())
+    assert manifest["rows"]["null_key"] == 5 and manifest["counts"]["datasets"] == 5
+    assert not list(tmp_path.glob("table/_staging")) and not list(final.glob("beam-temp*"))
