@@ -1,34 +1,25 @@
 """Deterministic sample data for tapefit: three input layouts and their known answers.
 
-Usage::
+Usage: ``python -m jobs.make_sample_data [--out sample_data]``. A fixed seed makes the
+output byte-for-byte reproducible (for given pyarrow and numpy versions). Inputs are
+read from ``OUT/reference/`` (copies of NIST StRD ``Norris.dat`` and the Datasaurus
+Dozen TSV with its licence); everything else under ``OUT`` is rewritten:
 
-    python -m jobs.make_sample_data [--out sample_data]
-
-A fixed seed makes the output byte-for-byte reproducible (for a given pyarrow and
-numpy). The generator reads its reference inputs from ``OUT/reference/`` (copies of
-the NIST StRD ``Norris.dat``, ``DatasaurusDozen-Long.tsv`` and its licence) and
-rewrites everything else under ``OUT``:
-
-``files/`` (``--group_by file``)
-    One dataset per Parquet file; the id is the path below ``files/`` without
-    ``.parquet`` (``sensors/s01``, ``stores/café du monde``). About 50 good datasets
-    y = w·x + b + Gaussian noise of varied size (50 to 5,000 rows), x scale (1e-3 to
-    1e6, a few at 1e6 ± 10) and physical type (float64, float32, int32/int64 x); one
-    with null, NaN and inf values; NIST Norris as ``reference/norris``; and under
-    ``broken/`` files that must fail (zero bytes, not Parquet, missing or text
-    column, one row, constant x, no rows, all-null y). ``README.txt`` is not input.
-``parts/`` (``--group_by directory``)
-    Three datasets ``store=berlin``, ``store=paris``, ``store=tokyo``, each split into
-    ``part-0000N.parquet`` files beside an empty ``_SUCCESS`` marker.
-``long/`` (``--group_by column:dataset``)
-    One long table in three files with columns ``dataset``, ``x``, ``y``: the 13
-    Datasaurus Dozen datasets and 5 synthetic keys, every key spread over several
-    files, plus 7 rows whose key is null (they belong to no dataset).
-``truth.csv``
-    One row per dataset id of all three layouts: the generating line (``true_w``,
-    ``true_b``, ``noise_sd``; empty when unknown), the closed-form least-squares fit of
-    the stored valid rows (``lstsq_w``, ``lstsq_b``; ``repr``-exact), the expected
-    status and a note.
+``files/`` (``--group_by file``): one dataset per Parquet file, id = path below
+    ``files/`` without ``.parquet`` (``sensors/s01``, ``stores/café du monde``). About
+    50 good lines y = w·x + b + Gaussian noise of varied size (50 to 5,000 rows), x
+    scale (1e-3 to 1e6, a few at ±1e6 ± 10) and type (float64, float32, int32/int64 x);
+    one with null, NaN and inf rows; NIST Norris as ``reference/norris``; ``broken/``
+    files that must fail. ``README.txt`` is not Parquet, so it is not input.
+``parts/`` (``--group_by directory``): datasets ``store=berlin|paris|tokyo``, each
+    split into ``part-0000N.parquet`` files beside an empty ``_SUCCESS`` marker.
+``long/`` (``--group_by column:dataset``): one table in three files with columns
+    ``dataset, x, y``: the 13 Datasaurus Dozen datasets and 5 synthetic keys, each
+    spread over several files, plus 7 rows with a null key (in no dataset).
+``truth.csv``: per dataset id of every layout, the generating line (``true_w``,
+    ``true_b``, ``noise_sd``; empty when unknown), the closed-form least squares of the
+    stored valid rows (``lstsq_w``, ``lstsq_b``, ``repr``-exact; empty for datasets
+    that must fail), ``expected_status`` and a ``note``.
 """
 
 from __future__ import annotations
@@ -53,11 +44,9 @@ TRUTH_COLUMNS = ("layout", "dataset", "true_w", "true_b", "noise_sd", "lstsq_w",
 REFERENCE_FILES = ("Norris.dat", "DatasaurusDozen-Long.tsv", "DatasaurusDozen.LICENSE.md")
 _GENERATED = ("files", "parts", "long", "truth.csv")
 _README = """\
-Sample input for `python -m jobs.fit_lines --input sample_data/files ...` (--group_by file).
-Every *.parquet file below this folder is one dataset; its id is the path relative to
-this folder without ".parquet". Files under broken/ are meant to fail. This README is
-not Parquet, so the job ignores it. Regenerate with `python -m jobs.make_sample_data`;
-the known answers are in ../truth.csv.
+Sample input for `python -m jobs.fit_lines --input sample_data/files ...`: every *.parquet
+below is one dataset, id = its path here without ".parquet"; broken/ must fail. The job
+ignores this non-Parquet file. Made by `python -m jobs.make_sample_data`; answers: ../truth.csv.
 """
 
 
@@ -97,7 +86,7 @@ def _random_line(rng: np.random.Generator, exponent: float) -> Line:
     """A readable random line whose x spans about 10**exponent; noise keeps |r| > 0.85."""
     scale = _sig(10.0**exponent, 2)
     w = _sig(rng.choice([-1.0, 1.0]) * 10.0 ** rng.uniform(-2.0, 2.0))
-    b = _sig(rng.normal(0.0, 1.0) * 10.0 ** rng.uniform(-1.0, 3.0))
+    b = _sig(rng.normal(0.0, 1.0) * abs(w) * scale * 10.0 ** rng.uniform(-1.0, 1.0))
     return Line(w, b, _sig(abs(w) * scale * 10.0 ** rng.uniform(-3.0, -0.5), 3), scale)
 
 
@@ -120,8 +109,7 @@ def _xy_table(x: np.ndarray, y: np.ndarray, x_type: str = "float64", y_type: str
 
 def _stored_xy(tables: list[pa.Table]) -> tuple[np.ndarray, np.ndarray]:
     """x, y as the job will read them: float64, nulls as NaN, parts concatenated."""
-    x = [pc.cast(t.column("x"), pa.float64()).to_numpy() for t in tables]
-    y = [pc.cast(t.column("y"), pa.float64()).to_numpy() for t in tables]
+    x, y = ([pc.cast(t.column(name), pa.float64()).to_numpy() for t in tables] for name in "xy")
     return np.concatenate(x), np.concatenate(y)
 
 
@@ -139,8 +127,18 @@ def _write(table: pa.Table, path: Path) -> None:
     pq.write_table(table, path, compression="snappy")
 
 
+def _synthetic(
+    rng: np.random.Generator, root: Path, dataset: str, line: Line, n: int, x_type: str, note: str
+) -> list[str]:
+    """Sample ``line``, write ``root/DATASET.parquet`` (y float32 when x is) and return its truth row."""
+    x, y = line.sample(rng, n, x_type.startswith("int"))
+    table = _xy_table(x, y, x_type, "float32" if x_type == "float32" else "float64")
+    _write(table, root / f"{dataset}.parquet")
+    return _truth("files", dataset, _stored_xy([table]), line, f"{n} rows; x {x_type}; {note}")
+
+
 def _good_files(rng: np.random.Generator, root: Path) -> list[list[str]]:
-    """The ``files/`` datasets that must fit: random lines, special cases, Norris."""
+    """The ``files/`` datasets that must fit: random lines, special cases, dirty rows, Norris."""
     plan = [(f"sensors/s{i:02d}", "float32" if i % 5 == 2 else "float64") for i in range(1, 19)]
     plan += [(f"stores/store_{i:02d}", "int32" if i % 2 else "int64") for i in range(1, 15)]
     plan += [(f"experiments/e{i:02d}", "float64") for i in range(1, 13)]
@@ -148,26 +146,24 @@ def _good_files(rng: np.random.Generator, root: Path) -> list[list[str]]:
     sizes = np.rint(50.0 * 100.0 ** rng.uniform(0.0, 1.0, len(plan))).astype(int)
     sizes[[0, -1]] = 50, 5000
     rows = []
-    for (dataset, x_type), exponent, n in zip(plan, exponents, sizes):
+    for (dataset, x_type), exponent, n in zip(plan, exponents, sizes, strict=True):
         integer = x_type.startswith("int")
         line = _random_line(rng, max(exponent, 1.5) if integer else exponent)
         if integer:  # counts: whole numbers from 0 to 2·scale
             line = Line(line.w, line.b, line.noise_sd, float(int(line.scale)), float(int(line.scale)))
-        x, y = line.sample(rng, int(n), integer)
-        table = _xy_table(x, y, x_type, "float32" if x_type == "float32" else "float64")
-        _write(table, root / f"{dataset}.parquet")
-        rows.append(_truth("files", dataset, _stored_xy([table]), line, f"{n} rows, x {x_type}, |x| ~ {line.scale:g}"))
+        rows.append(_synthetic(rng, root, dataset, line, int(n), x_type, f"x span ~ {2 * line.scale:g}"))
     specials = [
         ("experiments/far_1e6", Line(2.5, -2.5e6, 0.5, 10.0, 1e6), 1500, "float64", "x = 1e6 ± 10"),
         ("experiments/far_minus_1e6", Line(-0.75, 3.0, 0.05, 10.0, -1e6), 400, "float64", "x = -1e6 ± 10"),
-        ("experiments/far_int_1e6", Line(1.2, -1.2e6, 2.0, 10.0, 1e6), 800, "int64", "x = 1e6 ± 10, int64"),
+        ("experiments/far_int_1e6", Line(1.2, -1.2e6, 2.0, 10.0, 1e6), 800, "int64", "x = 1e6 ± 10"),
         ("stores/café du monde", Line(3.5, 12.0, 4.0, 60.0, 60.0), 365, "int32", "spaces and non-ASCII in name"),
     ]
-    for dataset, line, n, x_type, note in specials:
-        x, y = line.sample(rng, n, x_type.startswith("int"))
-        table = _xy_table(x, y, x_type)
-        _write(table, root / f"{dataset}.parquet")
-        rows.append(_truth("files", dataset, _stored_xy([table]), line, f"{n} rows, {note}"))
+    rows += [_synthetic(rng, root, *spec) for spec in specials]
+    return [*rows, _dirty(rng, root), _norris(root)]
+
+
+def _dirty(rng: np.random.Generator, root: Path) -> list[str]:
+    """``sensors/dirty_readings``: a good dataset with 16 null, NaN or inf rows to drop."""
     line = Line(-1.5, 40.0, 2.0, 25.0, 25.0)
     x, y = line.sample(rng, 800)
     bad = rng.choice(x.size, 16, replace=False)
@@ -175,9 +171,8 @@ def _good_files(rng: np.random.Generator, root: Path) -> list[list[str]]:
     x_null, y_null = np.isin(np.arange(x.size), bad[:4]), np.isin(np.arange(x.size), bad[4:8])
     table = pa.table({"x": pa.array(x, mask=x_null), "y": pa.array(y, mask=y_null)})
     _write(table, root / "sensors/dirty_readings.parquet")
-    note = "800 rows; 16 dropped (4 null x, 4 null y, 4 NaN, 4 inf)"
-    rows.append(_truth("files", "sensors/dirty_readings", _stored_xy([table]), line, note))
-    return rows + [_norris(root)]
+    note = "800 rows; 16 dropped: 4 null x + 4 null y + 4 NaN + 4 inf"
+    return _truth("files", "sensors/dirty_readings", _stored_xy([table]), line, note)
 
 
 def _norris(root: Path) -> list[str]:
@@ -209,42 +204,42 @@ def _broken_files(rng: np.random.Generator, root: Path) -> list[list[str]]:
     }
     for name, (table, _) in tables.items():
         _write(table, folder / f"{name}.parquet")
-    notes = {"zero_bytes": "zero-byte file", "corrupt": "2,048 random bytes, not Parquet"}
+    notes = {"zero_bytes": "zero-byte file", "corrupt": "2048 random bytes (not Parquet)"}
     notes.update({name: note for name, (_, note) in tables.items()})
     return [_truth("files", f"broken/{name}", None, None, note) for name, note in notes.items()]
 
 
 def _parts(rng: np.random.Generator, root: Path) -> list[list[str]]:
     """``parts/store=*/``: one dataset per directory, rows split over part files."""
-    plan = [
-        ("store=berlin", Line(0.8, 150.0, 12.0, 500.0, 500.0), 1200, 2, "int32"),
-        ("store=paris", Line(-0.035, 9.5, 0.2, 40.0), 900, 3, "float64"),
-        ("store=tokyo", Line(42.0, -1.0e4, 300.0, 1000.0, 1000.0), 2000, 4, "int64"),
+    plan = [  # dataset, line, rows, parts, x type, the part whose y is float32 (schema drift)
+        ("store=berlin", Line(0.8, 150.0, 12.0, 500.0, 500.0), 1200, 2, "int32", None),
+        ("store=paris", Line(-0.035, 9.5, 0.2, 40.0), 900, 3, "float64", 1),
+        ("store=tokyo", Line(42.0, -1.0e4, 300.0, 1000.0, 1000.0), 2000, 4, "int64", None),
     ]
     rows = []
-    for dataset, line, n, count, x_type in plan:
+    for dataset, line, n, count, x_type, part32 in plan:
         x, y = line.sample(rng, n, x_type.startswith("int"))
+        splits = zip(np.array_split(x, count), np.array_split(y, count), strict=True)
         tables = [
-            _xy_table(xs, ys, x_type, "float32" if (dataset, i) == ("store=paris", 1) else "float64")
-            for i, (xs, ys) in enumerate(zip(np.array_split(x, count), np.array_split(y, count)))
+            _xy_table(xs, ys, x_type, "float32" if i == part32 else "float64") for i, (xs, ys) in enumerate(splits)
         ]
         for i, table in enumerate(tables):
             _write(table, root / dataset / f"part-{i:05d}.parquet")
         (root / dataset / "_SUCCESS").write_bytes(b"")
-        note = f"{n} rows in {count} parts, x {x_type}" + ("; part-00001 has float32 y" if dataset == "store=paris" else "")
+        note = f"{n} rows in {count} parts; x {x_type}" + (
+            f"; part-{part32:05d} has float32 y" if part32 is not None else ""
+        )
         rows.append(_truth("parts", dataset, _stored_xy(tables), line, note))
     return rows
 
 
 def _long(rng: np.random.Generator, root: Path) -> list[list[str]]:
     """``long/part-{0,1,2}.parquet``: Datasaurus Dozen + synthetic keys + null keys."""
-    with (root.parent / "reference" / "DatasaurusDozen-Long.tsv").open(encoding="utf-8", newline="") as handle:
-        records = list(csv.DictReader(handle, delimiter="\t"))
-    groups = {}
-    for record in records:
-        groups.setdefault(record["dataset"], []).append((float(record["x"]), float(record["y"])))
-    data = {key: tuple(np.array(pairs).T) for key, pairs in groups.items()}
-    notes = {key: "Datasaurus Dozen (Matejka & Fitzmaurice 2017, MIT)" for key in data}
+    path = root.parent / "reference" / "DatasaurusDozen-Long.tsv"
+    table = np.genfromtxt(path, delimiter="\t", names=True, dtype=None, encoding="utf-8")
+    names = table["dataset"].astype(str)
+    data = {str(key): (table["x"][names == key], table["y"][names == key]) for key in dict.fromkeys(names)}
+    notes = {key: "Datasaurus Dozen (Matejka & Fitzmaurice 2017; MIT licence)" for key in data}
     synthetic = {
         "calibration": (Line(1.02, -0.3, 0.05, 5.0, 5.0), 400),
         "drift": (Line(0.004, -3990.0, 0.01, 10.0, 1e6), 300),
@@ -254,8 +249,8 @@ def _long(rng: np.random.Generator, root: Path) -> list[list[str]]:
     }
     lines = {}
     for key, (line, n) in synthetic.items():
-        data[key], lines[key], notes[key] = line.sample(rng, n), line, f"synthetic, {n} rows"
-    keys = [key for key, (x, _) in data.items() for _ in range(x.size)] + [None] * 7
+        data[key], lines[key], notes[key] = line.sample(rng, n), line, f"synthetic; {n} rows"
+    keys = [key for key, (xs, _) in data.items() for _row in range(xs.size)] + [None] * 7
     x = np.concatenate([xs for xs, _ in data.values()] + [rng.uniform(0.0, 100.0, 7)])
     y = np.concatenate([ys for _, ys in data.values()] + [rng.uniform(0.0, 100.0, 7)])
     slot = np.concatenate([np.arange(xs.size) % 3 for xs, _ in data.values()] + [np.arange(7) % 3])
@@ -264,7 +259,7 @@ def _long(rng: np.random.Generator, root: Path) -> list[list[str]]:
         chosen = rng.permutation(np.flatnonzero(slot == part))
         key_array = pa.array([keys[i] for i in chosen], pa.string())
         _write(pa.table({"dataset": key_array, "x": x[chosen], "y": y[chosen]}), root / f"part-{part}.parquet")
-    return [_truth("long", key, data[key], lines.get(key), notes[key]) for key in data]
+    return [_truth("long", key, data[key], lines.get(key), notes[key]) for key in sorted(data)]
 
 
 def generate(out: Path) -> list[list[str]]:
@@ -283,12 +278,9 @@ def generate(out: Path) -> list[list[str]]:
     missing = [name for name in REFERENCE_FILES if not (out / "reference" / name).is_file()]
     if missing:
         raise FileNotFoundError(f"missing {', '.join(missing)} in {out / 'reference'} (copy them from reference-data)")
-    for name in _GENERATED:
-        target = out / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    for name in _GENERATED[:3]:
+        shutil.rmtree(out / name, ignore_errors=True)
+    (out / "truth.csv").unlink(missing_ok=True)
     rng = np.random.default_rng(SEED)
     files = out / "files"
     rows = _good_files(rng, files) + _broken_files(rng, files)
@@ -311,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as error:
         print(f"make_sample_data: error: {error}", file=sys.stderr)
         return 2
-    size = sum(path.stat().st_size for name in _GENERATED for path in [out / name, *(out / name).rglob("*")])
+    paths = [out / "truth.csv", *(path for name in _GENERATED[:3] for path in (out / name).rglob("*"))]
+    size = sum(path.stat().st_size for path in paths if path.is_file())
     counts = {layout: sum(row[0] == layout for row in rows) for layout in ("files", "parts", "long")}
     print(f"wrote {out}: " + ", ".join(f"{n} {layout} datasets" for layout, n in counts.items()) + f"; {size:,} bytes")
     return 0

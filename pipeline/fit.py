@@ -149,22 +149,21 @@ class LineFitter:
             )
         if x.min() == x.max():
             return failed(f"x is constant ({float(x[0])!r} on all {n} rows): the slope is undefined", n, n_dropped)
-        if self.config.standardize:
-            return self._fit_standardized(x, y, n_dropped)
-        return self._finish(x, y, self._descend(x, y), 1.0, 0.0, 0.0, n_dropped)
-
-    def _fit_standardized(self, x: np.ndarray, y: np.ndarray, n_dropped: int) -> FitResult:
-        mean_x, std_x, scale_x = _location_scale(x)
-        u = (x / scale_x - mean_x) / std_x
-        if y.min() == y.max():  # constant y: v = 0 everywhere and σy is taken as 1
+        constant_y = y.min() == y.max()
+        if constant_y:  # v = 0 everywhere and σy is taken as 1
             mu_y, sigma_y, v = float(y[0]), 1.0, np.zeros_like(y)
         else:
             mean_y, std_y, scale_y = _location_scale(y)
             mu_y, sigma_y = mean_y * scale_y, std_y * scale_y
             v = (y / scale_y - mean_y) / std_y
+        spread_y = None if constant_y else sigma_y
+        if not self.config.standardize:
+            return self._finish(x, y, self._descend(x, y), 1.0, 0.0, 0.0, 1.0, spread_y, n_dropped)
+        mean_x, std_x, scale_x = _location_scale(x)
+        u = (x / scale_x - mean_x) / std_x
         outcome = self._descend(u, v)
         slope_ratio = sigma_y / (std_x * scale_x)
-        return self._finish(x, y, outcome, slope_ratio, mean_x * scale_x, mu_y, n_dropped, sigma_y)
+        return self._finish(x, y, outcome, slope_ratio, mean_x * scale_x, mu_y, sigma_y, spread_y, n_dropped)
 
     def _finish(
         self,
@@ -174,12 +173,15 @@ class LineFitter:
         slope_ratio: float,
         mu_x: float,
         mu_y: float,
+        sigma_y: float,
+        spread_y: float | None,
         n_dropped: int,
-        sigma_y: float = 1.0,
     ) -> FitResult:
         """Map the loop's (a, c) back to (w, b) and measure the fit in data units.
 
-        For the raw loop pass ``slope_ratio=1, mu_x=mu_y=0, sigma_y=1`` (identity map).
+        w = a·slope_ratio and b = μy + σy·c − w·μx; the raw loop passes the identity map
+        (``slope_ratio=1, mu_x=mu_y=0, sigma_y=1``). ``spread_y`` is y's population
+        standard deviation (``None`` for constant y), the denominator of r².
         """
         from pipeline.descent import CONVERGED, DIVERGED  # already imported by __init__
 
@@ -191,7 +193,7 @@ class LineFitter:
                 n_rows=n,
                 n_dropped=n_dropped,
                 error=(
-                    f"loss grew without bound after {outcome.steps} steps: learning rate "
+                    f"loss grew without bound after {outcome.steps} step(s): learning rate "
                     f"{self.config.learning_rate:g} is too large for this data's scale "
                     "(use --standardize or a smaller --learning_rate)"
                 ),
@@ -208,10 +210,7 @@ class LineFitter:
                 n_dropped,
                 outcome.steps,
             )
-        r2 = None
-        if y.min() != y.max():
-            _, std_y, scale_y = _location_scale(y)
-            r2 = 1.0 - (np.sqrt(final_loss) / (std_y * scale_y)) ** 2
+        r2 = None if spread_y is None else 1.0 - (np.sqrt(final_loss) / spread_y) ** 2
         converged = outcome.code == CONVERGED
         return FitResult(
             Status.OK if converged else Status.NOT_CONVERGED,

@@ -38,7 +38,8 @@ class SummarizeRows(beam.CombineFn):
         """Count one output row."""
         tally["datasets"] += 1
         tally[row["status"]] += 1
-        tally["rows_used"] += row["n_rows"]
+        if row["status"] != Status.FAILED:  # a failed dataset's rows were not used by any fit
+            tally["rows_used"] += row["n_rows"]
         tally["rows_dropped"] += row["n_dropped"]
         return tally
 

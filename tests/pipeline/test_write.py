@@ -32,8 +32,8 @@ def _row(name: str, status: str, n_rows: int = 10, n_dropped: int = 1) -> dict:
     return result_row(DatasetRef(name, f"in/{name}.parquet", (f"in/{name}.parquet",)), result, "run-1", NOW)
 
 
-ROWS = [_row("a", "ok"), _row("b", "ok", 5, 0), _row("c", "failed", 0, 0), _row("d", "diverged"), _row("e", "not_converged")]
-EXPECTED = {"datasets": 5, "rows_used": 35, "rows_dropped": 3, "ok": 2, "not_converged": 1, "diverged": 1, "failed": 1}
+ROWS = [_row("a", "ok"), _row("b", "ok", 5, 0), _row("c", "failed", 7, 2), _row("d", "diverged"), _row("e", "not_converged")]
+EXPECTED = {"datasets": 5, "rows_used": 35, "rows_dropped": 5, "ok": 2, "not_converged": 1, "diverged": 1, "failed": 1}
 
 
 def test_summary_added_one_by_one() -> None:
@@ -79,7 +79,7 @@ def test_commit_swaps_partition_and_removes_staging(tmp_path: Path) -> None:
     assert sorted(p.name for p in final.iterdir()) == ["_manifest.json", "one.parquet"]
     assert json.loads((final / "_manifest.json").read_text()) == manifest
     assert manifest["counts"] == {"datasets": 5, "ok": 2, "not_converged": 1, "diverged": 1, "failed": 1}
-    assert manifest["rows"] == {"used": 35, "dropped": 3, "null_key": 3}
+    assert manifest["rows"] == {"used": 35, "dropped": 5, "null_key": 3}
     assert {"tapefit", "apache-beam", "tensorflow", "pyarrow"} <= set(manifest["versions"])
     # A crashed run of the same date left staging behind; the next commit clears it.
     crashed = _config(table, "run-crashed")
