@@ -34,7 +34,7 @@ test: $(VENV)/.test-deps
 
 lint: $(VENV)/.test-deps
 	$(PIP) ruff
-	$(VENV)/bin/ruff check pipeline jobs tests && $(VENV)/bin/ruff format --check pipeline jobs tests
+	$(VENV)/bin/ruff check pipeline jobs tests setup.py && $(VENV)/bin/ruff format --check pipeline jobs tests setup.py
 
 sample-data: $(VENV)/.run-deps
 	$(PY) -m jobs.make_sample_data --out sample_data

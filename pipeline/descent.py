@@ -117,9 +117,7 @@ def build_descent(dtype: str, learning_rate: float, tolerance: float, max_steps:
     numpy_dtype = np.dtype(dtype)
 
     def run(x: np.ndarray, y: np.ndarray) -> DescentOutcome:
-        steps, w, b, code, loss = descend(
-            np.asarray(x, numpy_dtype), np.asarray(y, numpy_dtype), eta, tol, limit
-        )
+        steps, w, b, code, loss = descend(np.asarray(x, numpy_dtype), np.asarray(y, numpy_dtype), eta, tol, limit)
         return DescentOutcome(float(w), float(b), int(steps), int(code), float(loss))
 
     run.trace_count = descend.experimental_get_tracing_count  # for tests: traced once

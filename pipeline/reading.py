@@ -77,7 +77,9 @@ def to_float64(column: pa.ChunkedArray, name: str) -> np.ndarray:
         DatasetError: if the column is not numeric (integer, float, decimal or all-null).
     """
     kind = column.type
-    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind) or pa.types.is_null(kind)):
+    if not (
+        pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind) or pa.types.is_null(kind)
+    ):
         raise DatasetError(f"column {name!r} has type {kind}; expected integer or floating point")
     return pc.cast(column, pa.float64()).to_numpy()
 
@@ -122,7 +124,7 @@ def read_keyed(path: str, key_column: str, x_column: str, y_column: str) -> tupl
     names = encoded.dictionary.to_pylist()
     chunks = [
         KeyedChunk(names[sorted_codes[start]], path, x[order[start:end]], y[order[start:end]])
-        for start, end in zip(starts, ends)
+        for start, end in zip(starts, ends, strict=True)
         if sorted_codes[start] >= 0
     ]
     return chunks, null_rows

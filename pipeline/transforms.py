@@ -112,9 +112,7 @@ def _assemble(source: str, key: str, chunks: Iterable[KeyedChunk]) -> LoadedData
     """Concatenate a key's chunks in file order, so results never depend on shuffling."""
     ordered = sorted(chunks, key=lambda chunk: chunk.path)
     ref = DatasetRef(key, source, tuple(chunk.path for chunk in ordered))
-    return LoadedDataset(
-        ref, np.concatenate([c.x for c in ordered]), np.concatenate([c.y for c in ordered])
-    )
+    return LoadedDataset(ref, np.concatenate([c.x for c in ordered]), np.concatenate([c.y for c in ordered]))
 
 
 class FitDatasetFn(beam.DoFn):
@@ -207,9 +205,13 @@ class FitDatasets(beam.PTransform):
         """Wire reading, fitting and the dead letters into one PCollection of rows."""
         config = self._config
         if config.key_column:
-            read, read_failed = found | "ReadKeyed" >> beam.ParDo(
-                ReadKeyedFn(config.key_column, config.x_column, config.y_column)
-            ).with_exception_handling()
+            read, read_failed = (
+                found
+                | "ReadKeyed"
+                >> beam.ParDo(
+                    ReadKeyedFn(config.key_column, config.x_column, config.y_column)
+                ).with_exception_handling()
+            )
             chunks, null_keys = read | "SplitNullKeys" >> beam.Partition(lambda kv, _: 0 if kv[0] is not None else 1, 2)
             loaded = (
                 chunks
@@ -218,13 +220,15 @@ class FitDatasets(beam.PTransform):
             )
             null_keys = null_keys | "NullKeyCounts" >> beam.MapTuple(lambda _, count: _count_null_keys(count))
         else:
-            loaded, read_failed = found | "Read" >> beam.ParDo(
-                ReadDatasetFn(config.x_column, config.y_column)
-            ).with_exception_handling()
+            loaded, read_failed = (
+                found | "Read" >> beam.ParDo(ReadDatasetFn(config.x_column, config.y_column)).with_exception_handling()
+            )
             null_keys = found.pipeline | "NoNullKeys" >> beam.Create([])
         fitted, fit_failed = loaded | "Fit" >> beam.ParDo(FitDatasetFn(config)).with_exception_handling()
-        failures = (read_failed, fit_failed) | "DeadLetters" >> beam.Flatten() | "FailedRows" >> beam.ParDo(
-            _DeadLetterToRowFn(config)
+        failures = (
+            (read_failed, fit_failed)
+            | "DeadLetters" >> beam.Flatten()
+            | "FailedRows" >> beam.ParDo(_DeadLetterToRowFn(config))
         )
         rows = (fitted, failures) | "AllRows" >> beam.Flatten()
         return {"rows": rows, "null_keys": null_keys}

@@ -105,16 +105,52 @@ def check_output_writable(config: JobConfig) -> None:
         OSError: (or Beam's ``BeamIOError``) if the output cannot be written.
     """
     probe_dir = FileSystems.join(staging_root(config), config.run_id)
-    handle = FileSystems.create(FileSystems.join(probe_dir, "_probe"))
+    probe = FileSystems.join(probe_dir, "_probe")
+    handle = FileSystems.create(probe)
     handle.write(b"ok")
     handle.close()
-    FileSystems.delete([probe_dir])
+    FileSystems.delete([probe])
+    _remove_if_empty(probe_dir)
     _remove_if_empty(staging_root(config))
 
 
 def _remove_if_empty(folder: str) -> None:
+    """Remove an empty local folder (object stores have no empty folders to remove)."""
     if _is_local(folder) and FileSystems.exists(folder) and not FileSystems.match([folder + "/**"])[0].metadata_list:
         FileSystems.delete([folder])
+
+
+def _delete_tree(folder: str) -> None:
+    """Delete a folder and everything below it, on any filesystem."""
+    if _is_local(folder):
+        if FileSystems.exists(folder):
+            FileSystems.delete([folder])
+        return
+    found = [meta.path for meta in FileSystems.match([folder + "/**"])[0].metadata_list]
+    if found:
+        FileSystems.delete(found)
+
+
+def _swap_local(staged: str, final: str, parked: str) -> None:
+    """Replace ``final`` by ``staged`` with two renames, restoring ``final`` on failure."""
+    had_previous = FileSystems.exists(final)
+    if had_previous:
+        FileSystems.rename([final], [parked])
+    try:
+        FileSystems.rename([staged], [final])
+    except Exception:
+        if had_previous:
+            FileSystems.rename([parked], [final])
+        raise
+
+
+def _swap_by_files(staged: str, final: str, names: list[str]) -> None:
+    """Object stores: move the new files in, then delete the previous run's files."""
+    old = [meta.path for meta in FileSystems.match([final + "/*"])[0].metadata_list]
+    FileSystems.rename([FileSystems.join(staged, n) for n in names], [FileSystems.join(final, n) for n in names])
+    stale = [path for path in old if FileSystems.split(path)[1] not in names]
+    if stale:
+        FileSystems.delete(stale)
 
 
 def commit_partition(
@@ -139,6 +175,11 @@ def commit_partition(
     staged = staging_dir(config)
     if not files or not summary["datasets"]:
         raise RuntimeError("no datasets were fitted; the previous partition is kept")
+    if not FileSystems.exists(files[0]):  # a retried commit after a successful one
+        committed = read_manifest(config) if FileSystems.exists(FileSystems.join(final, MANIFEST)) else {}
+        if committed.get("run_id") == config.run_id:
+            return committed
+        raise RuntimeError(f"the staged files of run {config.run_id} are gone; nothing was committed")
     names = sorted(FileSystems.split(path)[1] for path in files)
     manifest = {
         "run_id": config.run_id,
@@ -160,17 +201,10 @@ def commit_partition(
     _write_json(FileSystems.join(staged, MANIFEST), manifest)
     run_folder = FileSystems.join(staging_root(config), config.run_id)
     if _is_local(final):
-        if FileSystems.exists(final):
-            FileSystems.rename([final], [FileSystems.join(run_folder, "previous")])
-        FileSystems.rename([staged], [final])
+        _swap_local(staged, final, FileSystems.join(run_folder, "previous"))
     else:
-        old = [m.path for m in FileSystems.match([final + "/*"])[0].metadata_list] if FileSystems.exists(final) else []
-        moved = [*names, MANIFEST]
-        FileSystems.rename([FileSystems.join(staged, n) for n in moved], [FileSystems.join(final, n) for n in moved])
-        stale = [path for path in old if FileSystems.split(path)[1] not in moved]
-        if stale:
-            FileSystems.delete(stale)
-    FileSystems.delete([run_folder])
+        _swap_by_files(staged, final, [*names, MANIFEST])
+    _delete_tree(run_folder)
     _remove_stale_staging(config)
     return manifest
 
@@ -184,8 +218,8 @@ def _remove_stale_staging(config: JobConfig) -> None:
         relative = meta.path[len(root) + 1 :]
         if marker in "/" + relative:
             runs.add(relative.split("/", 1)[0])
-    if runs:
-        FileSystems.delete([FileSystems.join(root, run) for run in sorted(runs)])
+    for run in sorted(runs):
+        _delete_tree(FileSystems.join(root, run))
     _remove_if_empty(root)
 
 
@@ -196,9 +230,7 @@ class _CommitFn(beam.DoFn):
         self._config = config
 
     def process(self, files: list[str], summary: dict, null_key_rows: int) -> Iterator[dict]:
-        yield commit_partition(
-            self._config, files, summary, null_key_rows, dt.datetime.now(dt.timezone.utc)
-        )
+        yield commit_partition(self._config, files, summary, null_key_rows, dt.datetime.now(dt.timezone.utc))
 
 
 class WriteTable(beam.PTransform):

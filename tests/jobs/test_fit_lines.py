@@ -74,7 +74,9 @@ def file_input(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     write_parquet(root / "broken/all_null_y.parquet", x=[1.0, 2.0, 3.0], y=pa.array([None] * 3, pa.float64()))
     write_parquet(root / "broken/one_row.parquet", x=[1.0], y=[2.0])
     write_parquet(root / "broken/constant_x.parquet", x=[4.0] * 5, y=[1.0, 2.0, 3.0, 4.0, 5.0])
-    write_parquet(root / "broken/overflow.parquet", x=np.array([1.0, 2.0, 3.0]) * 1e200, y=np.array([1.0, 2.5, 2.9]) * 1e200)
+    write_parquet(
+        root / "broken/overflow.parquet", x=np.array([1.0, 2.0, 3.0]) * 1e200, y=np.array([1.0, 2.5, 2.9]) * 1e200
+    )
     (root / "README.txt").write_text("not a dataset")
     (root / "_SUCCESS").write_text("")
     return root, truth
@@ -94,7 +96,9 @@ BAD = {
 
 
 @pytest.fixture(scope="module")
-def file_run(file_input: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+def file_run(
+    file_input: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, subprocess.CompletedProcess]:
     table = tmp_path_factory.mktemp("out") / "table"
     return table, run_job("--input", str(file_input[0]), "--output", str(table), "--run_date", DATE)
 
@@ -117,7 +121,9 @@ def test_file_layout_gives_one_honest_row_per_dataset(file_input: tuple[Path, di
     gaps = next(r for r in rows if r["dataset"] == "with_gaps")
     assert (gaps["n_rows"], gaps["n_dropped"]) == (97, 3)
     assert len({r["run_id"] for r in rows}) == 1
-    assert next(r for r in rows if r["dataset"] == "stores/café du monde")["source"].endswith("stores/café du monde.parquet")
+    assert next(r for r in rows if r["dataset"] == "stores/café du monde")["source"].endswith(
+        "stores/café du monde.parquet"
+    )
 
 
 def test_summary_and_manifest(file_run) -> None:  # noqa: ANN001
@@ -128,7 +134,9 @@ def test_summary_and_manifest(file_run) -> None:  # noqa: ANN001
     assert manifest["counts"] == {"datasets": 14, "ok": 5, "not_converged": 0, "diverged": 0, "failed": 9}
     assert manifest["options"]["fit"]["learning_rate"] == 0.1 and manifest["run_date"] == DATE
     assert manifest["started_at"] <= manifest["finished_at"]
-    assert sorted(p.name for p in (table / f"run_date={DATE}").iterdir()) == sorted([*manifest["files"], "_manifest.json"])
+    assert sorted(p.name for p in (table / f"run_date={DATE}").iterdir()) == sorted(
+        [*manifest["files"], "_manifest.json"]
+    )
     assert sorted(p.name for p in table.iterdir()) == [f"run_date={DATE}"]  # no staging, no beam-temp
 
 
@@ -155,7 +163,9 @@ def test_rerun_of_the_same_date_replaces_the_partition(file_input: tuple[Path, d
     assert sorted(p.name for p in table.iterdir()) == [f"run_date={DATE}"]
 
 
-def test_multi_process_runner_gives_bit_identical_results(file_input: tuple[Path, dict], file_run, tmp_path: Path) -> None:  # noqa: ANN001
+def test_multi_process_runner_gives_bit_identical_results(
+    file_input: tuple[Path, dict], file_run, tmp_path: Path
+) -> None:  # noqa: ANN001
     table, _ = file_run
     done = run_job(
         "--input", str(file_input[0]), "--output", str(tmp_path / "mp"), "--run_date", DATE,
@@ -163,7 +173,9 @@ def test_multi_process_runner_gives_bit_identical_results(file_input: tuple[Path
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     numbers = [(r["dataset"], r["status"], r["w"], r["b"], r["final_loss"], r["steps"]) for r in read_rows(table)]
-    assert [(r["dataset"], r["status"], r["w"], r["b"], r["final_loss"], r["steps"]) for r in read_rows(tmp_path / "mp")] == numbers
+    assert [
+        (r["dataset"], r["status"], r["w"], r["b"], r["final_loss"], r["steps"]) for r in read_rows(tmp_path / "mp")
+    ] == numbers
 
 
 def test_directory_layout(tmp_path: Path) -> None:
@@ -173,10 +185,15 @@ def test_directory_layout(tmp_path: Path) -> None:
         write_parquet(tmp_path / "in/store=berlin" / f"part-{i:05}.parquet", x=x[i::4], y=y[i::4])
     (tmp_path / "in/store=berlin/_SUCCESS").write_text("")
     write_parquet(tmp_path / "in/store=paris/part-00000.parquet", x=[1.0, 2.0, 3.0], y=[2.0, 4.0, 6.0])
-    done = run_job("--input", str(tmp_path / "in"), "--output", str(tmp_path / "t"), "--group_by", "directory", "--run_date", DATE)
+    done = run_job(
+        "--input", str(tmp_path / "in"), "--output", str(tmp_path / "t"), "--group_by", "directory", "--run_date", DATE
+    )
     assert done.returncode == 0, done.stderr
     rows = read_rows(tmp_path / "t")
-    assert [(r["dataset"], r["status"], r["n_rows"]) for r in rows] == [("store=berlin", "ok", 400), ("store=paris", "ok", 3)]
+    assert [(r["dataset"], r["status"], r["n_rows"]) for r in rows] == [
+        ("store=berlin", "ok", 400),
+        ("store=paris", "ok", 3),
+    ]
     order = np.concatenate([np.arange(i, 400, 4) for i in range(4)])
     w, b = lstsq(x[order], y[order])
     assert rows[0]["w"] == pytest.approx(w, rel=1e-9) and rows[0]["b"] == pytest.approx(b, rel=1e-9)
@@ -196,9 +213,20 @@ def test_column_layout_with_null_keys(tmp_path: Path) -> None:
     ys = np.concatenate([f[2] for f in frames] + [np.ones(4)])
     for i in range(3):  # every key's rows are spread over all three files
         part = np.arange(i, keys.size, 3)
-        write_parquet(tmp_path / f"in/part-{i}.parquet", dataset=pa.array(list(keys[part]), pa.string()), x=xs[part], y=ys[part])
+        write_parquet(
+            tmp_path / f"in/part-{i}.parquet", dataset=pa.array(list(keys[part]), pa.string()), x=xs[part], y=ys[part]
+        )
     table = tmp_path / "t"
-    done = run_job("--input", str(tmp_path / "in/*.parquet"), "--output", str(table), "--group_by", "column:dataset", "--run_date", DATE)
+    done = run_job(
+        "--input",
+        str(tmp_path / "in/*.parquet"),
+        "--output",
+        str(table),
+        "--group_by",
+        "column:dataset",
+        "--run_date",
+        DATE,
+    )
     assert done.returncode == 0, done.stderr
     rows = read_rows(table)
     assert [r["dataset"] for r in rows] == ["7", "dino", "star"]
@@ -227,7 +255,9 @@ def _one_error_line(done: subprocess.CompletedProcess) -> str:
         (["--run_date", "yesterday"], "--run_date must be a date"),
     ],
 )
-def test_invalid_options_exit_2_with_one_line(file_input: tuple[Path, dict], tmp_path: Path, args: list[str], message: str) -> None:
+def test_invalid_options_exit_2_with_one_line(
+    file_input: tuple[Path, dict], tmp_path: Path, args: list[str], message: str
+) -> None:
     done = run_job("--input", str(file_input[0]), "--output", str(tmp_path / "t"), *args)
     assert message in _one_error_line(done)
     assert not (tmp_path / "t").exists()

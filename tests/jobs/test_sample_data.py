@@ -27,7 +27,11 @@ def test_generator_reproduces_the_committed_sample_data(tmp_path: Path) -> None:
     for source in (SAMPLE / "reference").iterdir():
         (out / "reference" / source.name).write_bytes(source.read_bytes())
     done = subprocess.run(
-        [sys.executable, "-m", "jobs.make_sample_data", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "jobs.make_sample_data", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     committed = sorted(p.relative_to(SAMPLE) for p in SAMPLE.rglob("*") if p.is_file())

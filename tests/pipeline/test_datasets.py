@@ -70,8 +70,15 @@ def test_discover_one_dataset_per_file(tmp_path: Path) -> None:
         refs = p | DiscoverDatasets(_config(tmp_path))
         assert_that(
             refs | beam.Map(lambda ref: (ref.dataset, ref.source == ref.paths[0], len(ref.paths))),
-            equal_to([("a", True, 1), ("sub/b c é", True, 1), ("parts/p1/part-0", True, 1),
-                      ("parts/p1/part-1", True, 1), ("parts/p2/part-0", True, 1)]),  # fmt: skip
+            equal_to(
+                [
+                    ("a", True, 1),
+                    ("sub/b c é", True, 1),
+                    ("parts/p1/part-0", True, 1),
+                    ("parts/p1/part-1", True, 1),
+                    ("parts/p2/part-0", True, 1),
+                ]
+            ),  # fmt: skip
             label="Ids",
         )
 
@@ -83,12 +90,17 @@ def test_discover_one_dataset_per_directory(tmp_path: Path) -> None:
         refs = p | DiscoverDatasets(_config(tmp_path, "directory"))
         assert_that(
             refs,
-            equal_to([
-                DatasetRef(".", root, (f"{root}/a.parquet",)),
-                DatasetRef("sub", f"{root}/sub", (f"{root}/sub/b c é.parquet",)),
-                DatasetRef("parts/p1", f"{root}/parts/p1",
-                           (f"{root}/parts/p1/part-0.parquet", f"{root}/parts/p1/part-1.parquet")),
-                DatasetRef("parts/p2", f"{root}/parts/p2", (f"{root}/parts/p2/part-0.parquet",)),
-            ]),  # fmt: skip
+            equal_to(
+                [
+                    DatasetRef(".", root, (f"{root}/a.parquet",)),
+                    DatasetRef("sub", f"{root}/sub", (f"{root}/sub/b c é.parquet",)),
+                    DatasetRef(
+                        "parts/p1",
+                        f"{root}/parts/p1",
+                        (f"{root}/parts/p1/part-0.parquet", f"{root}/parts/p1/part-1.parquet"),
+                    ),
+                    DatasetRef("parts/p2", f"{root}/parts/p2", (f"{root}/parts/p2/part-0.parquet",)),
+                ]
+            ),  # fmt: skip
             label="Directories",
         )

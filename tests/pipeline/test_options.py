@@ -21,7 +21,9 @@ def test_defaults() -> None:
     config = _config()
     assert (config.input, config.output, config.run_date) == ("in", "out", "2026-11-25")
     assert (config.group_by, config.key_column, config.x_column, config.y_column) == (GroupBy.FILE, None, "x", "y")
-    assert config.fit == FitConfig(learning_rate=0.1, max_steps=1000, tolerance=1e-12, standardize=True, dtype="float64")
+    assert config.fit == FitConfig(
+        learning_rate=0.1, max_steps=1000, tolerance=1e-12, standardize=True, dtype="float64"
+    )
     assert config.run_id.startswith("20261125T235900Z-")
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.input = "other"  # type: ignore[misc]

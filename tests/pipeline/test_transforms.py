@@ -50,28 +50,32 @@ def test_good_and_bad_files_each_get_exactly_one_row(tmp_path: Path) -> None:
         rows = (p | DiscoverDatasets(config) | FitDatasets(config))["rows"]
         assert_that(
             rows | beam.Map(_rounded),
-            equal_to([
-                ("good", "ok", w, b, 200, 0),
-                ("with nan é", "ok", w, b, 200, 1),
-                ("bad/missing_y", "failed", None, None, 0, 0),
-                ("bad/text", "failed", None, None, 0, 0),
-                ("bad/empty", "failed", None, None, 0, 0),
-                ("bad/const", "failed", None, None, 3, 0),
-                ("bad/zero", "failed", None, None, 0, 0),
-                ("bad/corrupt", "failed", None, None, 0, 0),
-            ]),  # fmt: skip
+            equal_to(
+                [
+                    ("good", "ok", w, b, 200, 0),
+                    ("with nan é", "ok", w, b, 200, 1),
+                    ("bad/missing_y", "failed", None, None, 0, 0),
+                    ("bad/text", "failed", None, None, 0, 0),
+                    ("bad/empty", "failed", None, None, 0, 0),
+                    ("bad/const", "failed", None, None, 3, 0),
+                    ("bad/zero", "failed", None, None, 0, 0),
+                    ("bad/corrupt", "failed", None, None, 0, 0),
+                ]
+            ),  # fmt: skip
             label="Rows",
         )
         assert_that(
-            rows | beam.Filter(lambda r: r["dataset"] in ("bad/missing_y", "bad/zero")) | beam.Map(lambda r: r["error"]),
+            rows
+            | beam.Filter(lambda r: r["dataset"] in ("bad/missing_y", "bad/zero"))
+            | beam.Map(lambda r: r["error"]),
             equal_to(["missing column 'y' (columns: x)", "not a readable Parquet file: Parquet file size is 0 bytes"]),
             label="Errors",
         )
         assert_that(
-            rows | beam.Map(lambda r: (r["run_id"], r["source"].startswith(str(root)), r["error"] is None or "\n" not in r["error"])),
+            rows | beam.Map(lambda r: (r["run_id"], r["source"].startswith(str(root)), "\n" not in (r["error"] or ""))),
             equal_to([("run-1", True, True)] * 8),
             label="Provenance",
-        )  # fmt: skip
+        )
 
 
 def test_directory_grouping_concatenates_part_files(tmp_path: Path) -> None:
@@ -80,7 +84,9 @@ def test_directory_grouping_concatenates_part_files(tmp_path: Path) -> None:
     x = rng.uniform(0, 10, 300)
     y = -1.5 * x + 7 + rng.normal(0, 0.2, 300)
     for i in range(3):
-        write_parquet(root / "store=a" / f"part-{i}.parquet", x=x[i * 100 : (i + 1) * 100], y=y[i * 100 : (i + 1) * 100])
+        write_parquet(
+            root / "store=a" / f"part-{i}.parquet", x=x[i * 100 : (i + 1) * 100], y=y[i * 100 : (i + 1) * 100]
+        )
     write_parquet(root / "store=b" / "part-0.parquet", x=[1.0, 2.0])
     w, b = (round(v, 9) for v in lstsq(x, y))
     config = _config(root, "directory")

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 
+from pipeline.datasets import DatasetRef
 from pipeline.fit import FitResult, Status
 from pipeline.options import FitConfig, JobConfig
 from pipeline.table import SCHEMA, partition_dir, result_row, staging_dir
-from pipeline.datasets import DatasetRef
 from pipeline.write import SummarizeRows, WriteTable, check_output_writable, commit_partition
 from tests.pipeline.test_options import NOW
 
@@ -32,7 +32,13 @@ def _row(name: str, status: str, n_rows: int = 10, n_dropped: int = 1) -> dict:
     return result_row(DatasetRef(name, f"in/{name}.parquet", (f"in/{name}.parquet",)), result, "run-1", NOW)
 
 
-ROWS = [_row("a", "ok"), _row("b", "ok", 5, 0), _row("c", "failed", 7, 2), _row("d", "diverged"), _row("e", "not_converged")]
+ROWS = [
+    _row("a", "ok"),
+    _row("b", "ok", 5, 0),
+    _row("c", "failed", 7, 2),
+    _row("d", "diverged"),
+    _row("e", "not_converged"),
+]
 EXPECTED = {"datasets": 5, "rows_used": 35, "rows_dropped": 5, "ok": 2, "not_converged": 1, "diverged": 1, "failed": 1}
 
 
@@ -74,8 +80,10 @@ def _stage(config: JobConfig, name: str) -> str:
 def test_commit_swaps_partition_and_removes_staging(tmp_path: Path) -> None:
     table = tmp_path / "table"
     first = _config(table, "run-1")
-    manifest = commit_partition(first, [_stage(first, "one.parquet")], EXPECTED, 3, NOW)
+    staged = [_stage(first, "one.parquet")]
+    manifest = commit_partition(first, staged, EXPECTED, 3, NOW)
     final = Path(partition_dir(first))
+    assert commit_partition(first, staged, EXPECTED, 3, NOW) == manifest  # a retry is a no-op
     assert sorted(p.name for p in final.iterdir()) == ["_manifest.json", "one.parquet"]
     assert json.loads((final / "_manifest.json").read_text()) == manifest
     assert manifest["counts"] == {"datasets": 5, "ok": 2, "not_converged": 1, "diverged": 1, "failed": 1}
