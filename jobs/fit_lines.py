@@ -79,6 +79,15 @@ def _check_flags(argv: list[str]) -> None:
         raise UsageError(f"unrecognized option {word}" if word.startswith("-") else f"unexpected argument {word!r}")
 
 
+def _local_worker_defaults(argv: list[str]) -> list[str]:
+    """Keep DirectRunner's worker processes as quiet as the launcher (users may override)."""
+    given = " ".join(argv)
+    local = "--runner" not in given or any(f"--runner{sep}DirectRunner" in given for sep in ("=", " "))
+    if local and "--default_sdk_harness_log_level" not in given:
+        return [*argv, "--default_sdk_harness_log_level=ERROR"]
+    return argv
+
+
 def _prepare(argv: list[str]):  # noqa: ANN202 (returns Beam options and JobConfig)
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -87,7 +96,7 @@ def _prepare(argv: list[str]):  # noqa: ANN202 (returns Beam options and JobConf
     from pipeline.write import check_output_writable
 
     _check_flags(argv)
-    options = PipelineOptions(argv)
+    options = PipelineOptions(_local_worker_defaults(argv))
     try:
         config = config_from_options(options)
     except ConfigError as error:
