@@ -43,35 +43,48 @@ class TapefitOptions(PipelineOptions):
         group = parser.add_argument_group("tapefit")
         group.add_argument(
             "--input",
+            metavar="PATTERN",
             help="Input: a directory (every *.parquet below it, recursively), a glob, "
             "or one Parquet file. Local paths or any Beam filesystem (gs://, s3://).",
         )
         group.add_argument(
             "--output",
-            help="Output table directory; results go to OUTPUT/run_date=YYYY-MM-DD/.",
+            metavar="TABLE_DIR",
+            help="Output table directory; results go to TABLE_DIR/run_date=YYYY-MM-DD/.",
         )
         group.add_argument(
             "--run_date",
             default=None,
+            metavar="YYYY-MM-DD",
             help="Date of the output partition, YYYY-MM-DD (default: today, UTC).",
         )
         group.add_argument(
             "--group_by",
             default="file",
+            metavar="{file,directory,column:NAME}",
             help="What one dataset is: 'file' (default), 'directory' (every directory "
             "directly holding Parquet files), or 'column:NAME' (rows grouped by NAME).",
         )
-        group.add_argument("--x_column", default="x", help="Column holding x (default: x).")
-        group.add_argument("--y_column", default="y", help="Column holding y (default: y).")
+        group.add_argument("--x_column", default="x", metavar="NAME", help="Column holding x (default: x).")
+        group.add_argument("--y_column", default="y", metavar="NAME", help="Column holding y (default: y).")
         group.add_argument(
-            "--learning_rate", type=float, default=0.1, help="Gradient-descent step size η (default: 0.1)."
+            "--learning_rate",
+            type=float,
+            default=0.1,
+            metavar="ETA",
+            help="Gradient-descent step size η (default: 0.1).",
         )
         group.add_argument(
-            "--max_steps", type=int, default=1000, help="Most gradient-descent updates per dataset (default: 1000)."
+            "--max_steps",
+            type=int,
+            default=1000,
+            metavar="N",
+            help="Most gradient-descent updates per dataset (default: 1000).",
         )
         group.add_argument(
             "--tolerance",
             type=float,
+            metavar="TOL",
             default=1e-12,
             help="Stop when the gradient's 2-norm is at most this (default: 1e-12).",
         )
@@ -92,6 +105,7 @@ class TapefitOptions(PipelineOptions):
         group.add_argument(
             "--dtype",
             default="float64",
+            metavar="{float64,float32}",
             help="Precision of the descent loop: float64 (default) or float32.",
         )
 
