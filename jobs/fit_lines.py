@@ -93,6 +93,7 @@ def _prepare(argv: list[str]):  # noqa: ANN202 (returns Beam options and JobConf
 
     from pipeline.datasets import input_layout, list_dataset_files
     from pipeline.options import ConfigError, config_from_options
+    from pipeline.reading import one_line
     from pipeline.write import check_output_writable
 
     _check_flags(argv)
@@ -104,19 +105,14 @@ def _prepare(argv: list[str]):  # noqa: ANN202 (returns Beam options and JobConf
     try:
         files = list_dataset_files(input_layout(config.input, config.output))
     except Exception as error:  # noqa: BLE001 (any listing failure is a usage problem here)
-        raise UsageError(f"cannot list input {config.input}: {_one_line(error)}") from None
+        raise UsageError(f"cannot list input {config.input}: {one_line(error, 400)}") from None
     if not files:
         raise UsageError(f"input matched no Parquet file: {config.input}")
     try:
         check_output_writable(config)
     except Exception as error:  # noqa: BLE001
-        raise UsageError(f"cannot write output {config.output}: {_one_line(error)}") from None
+        raise UsageError(f"cannot write output {config.output}: {one_line(error, 400)}") from None
     return options, config
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= 400 else text[:397] + "..."
 
 
 def _summary(manifest: dict, seconds: float) -> str:
@@ -148,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     import apache_beam as beam
 
     from pipeline.build import build
+    from pipeline.reading import one_line
     from pipeline.write import read_manifest
 
     try:
@@ -156,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = read_manifest(config)
     except Exception as error:  # noqa: BLE001 (report one line; details at debug level)
         logging.debug("pipeline failed", exc_info=True)
-        print(f"tapefit: error: the job failed: {_one_line(error)}", file=sys.stderr)
+        print(f"tapefit: error: the job failed: {one_line(error, 400)}", file=sys.stderr)
         return EXIT_FAILED
     print(_summary(manifest, time.monotonic() - started))
     return EXIT_OK

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-__all__ = ["DatasetError", "KeyedChunk", "read_keyed", "read_table", "read_xy", "to_float64"]
+__all__ = ["DatasetError", "KeyedChunk", "one_line", "read_keyed", "read_table", "read_xy", "to_float64"]
 
 
 class DatasetError(Exception):
@@ -58,7 +58,7 @@ def read_table(path: str, columns: list[str]) -> pa.Table:
         try:
             parquet = pq.ParquetFile(handle)
         except (pa.ArrowInvalid, OSError) as error:
-            raise DatasetError(f"not a readable Parquet file: {_one_line(error)}") from error
+            raise DatasetError(f"not a readable Parquet file: {one_line(error)}") from error
         names = parquet.schema_arrow.names
         missing = [name for name in columns if name not in names]
         if missing:
@@ -67,7 +67,7 @@ def read_table(path: str, columns: list[str]) -> pa.Table:
         try:
             return parquet.read(columns=columns)
         except (pa.ArrowException, OSError) as error:
-            raise DatasetError(f"could not read Parquet data: {_one_line(error)}") from error
+            raise DatasetError(f"could not read Parquet data: {one_line(error)}") from error
 
 
 def to_float64(column: pa.ChunkedArray, name: str) -> np.ndarray:
@@ -113,7 +113,7 @@ def read_keyed(path: str, key_column: str, x_column: str, y_column: str) -> tupl
     try:
         keys = pc.cast(table.column(key_column), pa.string())
     except pa.ArrowException as error:
-        raise DatasetError(f"key column {key_column!r} cannot be read as text: {_one_line(error)}") from error
+        raise DatasetError(f"key column {key_column!r} cannot be read as text: {one_line(error)}") from error
     encoded = pc.dictionary_encode(keys).combine_chunks()
     codes = pc.fill_null(encoded.indices, -1).to_numpy()
     null_rows = int(np.count_nonzero(codes < 0))
@@ -130,6 +130,7 @@ def read_keyed(path: str, key_column: str, x_column: str, y_column: str) -> tupl
     return chunks, null_rows
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text if len(text) <= 300 else text[:297] + "..."
+def one_line(message: object, limit: int = 300) -> str:
+    """Return ``str(message)`` as one line of at most ``limit`` characters, for users."""
+    text = " ".join(str(message).split()) or type(message).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -20,7 +20,7 @@ from apache_beam.metrics import Metrics
 from pipeline.datasets import DatasetRef, input_layout
 from pipeline.fit import Status
 from pipeline.options import JobConfig
-from pipeline.reading import DatasetError, KeyedChunk, read_keyed, read_xy
+from pipeline.reading import DatasetError, KeyedChunk, one_line, read_keyed, read_xy
 from pipeline.table import failure_row, result_row
 
 __all__ = ["FitDatasets", "FitDatasetFn", "LoadedDataset", "ReadDatasetFn", "ReadKeyedFn"]
@@ -148,11 +148,11 @@ class FitDatasetFn(beam.DoFn):
 def _error_message(error_info: tuple) -> str:
     """One line from a dead letter's ``(type, repr, traceback lines)``."""
     exc_type, exc_repr, trace = error_info
-    last = " ".join((trace[-1] if trace else exc_repr).split())
+    last = one_line(trace[-1] if trace else exc_repr, 1000)
     message = last.split(": ", 1)[1] if ": " in last else last
     if isinstance(exc_type, type) and issubclass(exc_type, DatasetError):
-        return message
-    return f"{getattr(exc_type, '__name__', exc_type)}: {message}"
+        return one_line(message)
+    return one_line(f"{getattr(exc_type, '__name__', exc_type)}: {message}")
 
 
 class _DeadLetterToRowFn(beam.DoFn):

@@ -12,7 +12,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.datasets import DiscoverDatasets
 from pipeline.options import FitConfig, JobConfig
-from pipeline.transforms import FitDatasets
+from pipeline.reading import DatasetError
+from pipeline.transforms import FitDatasets, _error_message
 from tests.conftest import lstsq, write_parquet
 from tests.pipeline.test_options import NOW
 
@@ -125,3 +126,13 @@ def test_column_grouping_spans_files_and_counts_null_keys(tmp_path: Path) -> Non
             equal_to(["file could not be read, its rows are in no da"]),
             label="UnreadableFile",
         )
+
+
+def test_dead_letters_become_one_line_messages() -> None:
+    trace = ["Traceback (most recent call last):\n", "ZeroDivisionError: division\n by zero\n"]
+    assert _error_message((ZeroDivisionError, "ZeroDivisionError('division by zero')", trace)) == (
+        "ZeroDivisionError: division by zero"
+    )
+    trace = ["Traceback (most recent call last):\n", "pipeline.reading.DatasetError: missing column 'y'\n"]
+    assert _error_message((DatasetError, "DatasetError(...)", trace)) == "missing column 'y'"
+    assert len(_error_message((OSError, "OSError()", ["OSError: " + "x" * 5000]))) == 300
