@@ -151,16 +151,16 @@ class LineFitter:
             return failed(f"x is constant ({float(x[0])!r} on all {n} rows): the slope is undefined", n, n_dropped)
         constant_y = y.min() == y.max()
         if constant_y:  # v = 0 everywhere and σy is taken as 1
-            mu_y, sigma_y, v = float(y[0]), 1.0, np.zeros_like(y)
+            mean_y, std_y, scale_y = float(y[0]), 1.0, 1.0
         else:
             mean_y, std_y, scale_y = _location_scale(y)
-            mu_y, sigma_y = mean_y * scale_y, std_y * scale_y
-            v = (y / scale_y - mean_y) / std_y
+        mu_y, sigma_y = mean_y * scale_y, std_y * scale_y
         spread_y = None if constant_y else sigma_y
         if not self.config.standardize:
             return self._finish(x, y, self._descend(x, y), 1.0, 0.0, 0.0, 1.0, spread_y, n_dropped)
         mean_x, std_x, scale_x = _location_scale(x)
         u = (x / scale_x - mean_x) / std_x
+        v = np.zeros_like(y) if constant_y else (y / scale_y - mean_y) / std_y
         outcome = self._descend(u, v)
         slope_ratio = sigma_y / (std_x * scale_x)
         return self._finish(x, y, outcome, slope_ratio, mean_x * scale_x, mu_y, sigma_y, spread_y, n_dropped)

@@ -43,7 +43,6 @@ class _Counters:
         self.statuses = {status: Metrics.counter(NAMESPACE, f"datasets_{status}") for status in Status.ALL}
         self.rows_used = Metrics.counter(NAMESPACE, "rows_used")
         self.rows_dropped = Metrics.counter(NAMESPACE, "rows_dropped")
-        self.null_key_rows = Metrics.counter(NAMESPACE, "null_key_rows")
         self.steps = Metrics.distribution(NAMESPACE, "steps")
 
     def count(self, row: dict) -> None:
