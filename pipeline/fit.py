@@ -1,7 +1,7 @@
-"""The line fit: numpy arrays in, one :class:`FitResult` out. No Beam here.
+"""The line fit: numpy arrays (or their moments) in, :class:`FitResult` out. No Beam here.
 
 ``LineFitter`` owns the compiled TensorFlow loop (built once, in its constructor) and
-turns raw x, y columns into an honest result:
+turns raw x, y columns into honest results, many datasets per compiled call:
 
 1. rows whose x or y is null, NaN or infinite are dropped and counted;
 2. fewer than two rows, or a constant x, fail with a one-line reason;
@@ -12,6 +12,10 @@ turns raw x, y columns into an honest result:
 5. ``final_loss`` and ``r2`` are recomputed in float64 in the data's own units, and
    any result that cannot be represented as a finite double is a failure, never a
    silently wrong number.
+
+The loss is the same quadratic in both ``loss_form``\ s: ``rows`` evaluates it over
+the rows, ``gram`` from the dataset's :class:`~pipeline.moments.Moments` (O(1) a step,
+and the moments can be accumulated a file or row group at a time).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.moments import Moments, segment_moments
 from pipeline.options import FitConfig
 
 __all__ = ["FitResult", "LineFitter", "Status", "failed"]
@@ -95,8 +100,19 @@ def _mean_square(residuals: np.ndarray) -> float:
     return value
 
 
+def _unfittable(n: int, n_dropped: int, min_x: float, max_x: float) -> str | None:
+    """The reason a dataset cannot be fitted at all, or ``None``."""
+    if n < 2:
+        if n == 0 and n_dropped == 0:
+            return "no rows"
+        return f"needs at least 2 rows with finite x and y, found {n} ({n_dropped} dropped as null, NaN or inf)"
+    if min_x == max_x:
+        return f"x is constant ({float(min_x)!r} on all {n} rows): the slope is undefined"
+    return None
+
+
 class LineFitter:
-    """Fits y = w·x + b by gradient descent; build once, call :meth:`fit` many times.
+    """Fits y = w·x + b by gradient descent; build once, fit many batches.
 
     Constructing a ``LineFitter`` imports TensorFlow and traces the loop, so build it
     where fits run (``DoFn.setup()``), not where pipelines are constructed.
@@ -106,18 +122,18 @@ class LineFitter:
     """
 
     def __init__(self, config: FitConfig) -> None:
-        from pipeline.descent import build_descent  # TensorFlow only where fits run.
+        from pipeline.descent import Descent  # TensorFlow only where fits run.
 
         self.config = config
-        self._descend = build_descent(config.dtype, config.learning_rate, config.tolerance, config.max_steps)
+        self._descent = Descent(config.dtype, config.learning_rate, config.tolerance, config.max_steps)
 
     @property
     def trace_count(self) -> int:
-        """How many times the compiled loop has been traced (1 after the first fit)."""
-        return self._descend.trace_count()
+        """How many times the compiled loops have been traced (one per loss form used)."""
+        return self._descent.trace_count
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> FitResult:
-        """Fit one dataset.
+        """Fit one dataset with the configured ``loss_form``.
 
         Args:
             x: The x column as float64 (nulls as NaN); any length.
@@ -134,21 +150,54 @@ class LineFitter:
         y = np.asarray(y, dtype=np.float64).ravel()
         if x.shape != y.shape:
             raise ValueError(f"x and y differ in length ({x.size} vs {y.size})")
-        valid = np.isfinite(x) & np.isfinite(y)
-        n_dropped = int(x.size - np.count_nonzero(valid))
-        if n_dropped:
-            x, y = x[valid], y[valid]
-        n = int(x.size)
-        if n < 2:
-            if n == 0 and n_dropped == 0:
-                return failed("no rows", n, n_dropped)
-            return failed(
-                f"needs at least 2 rows with finite x and y, found {n} ({n_dropped} dropped as null, NaN or inf)",
-                n,
-                n_dropped,
+        if self.config.loss_form == "gram":
+            if x.size == 0:
+                return failed("no rows")
+            return self.fit_moments(segment_moments(x, y, np.zeros(1, np.int64)))[0]
+        return self.fit_rows([(x, y)])[0]
+
+    def fit_rows(self, datasets: list[tuple[np.ndarray, np.ndarray]]) -> list[FitResult]:
+        """Fit several datasets in one compiled call, evaluating the loss row by row.
+
+        Args:
+            datasets: ``(x, y)`` float64 vectors of equal length per dataset.
+
+        Returns:
+            One result per dataset, in order; each is the same as fitting it alone.
+        """
+        results: list[FitResult | None] = [None] * len(datasets)
+        pending = []
+        for i, (x, y) in enumerate(datasets):
+            x = np.asarray(x, dtype=np.float64)
+            y = np.asarray(y, dtype=np.float64)
+            valid = np.isfinite(x) & np.isfinite(y)
+            n_dropped = int(x.size - np.count_nonzero(valid))
+            if n_dropped:
+                x, y = x[valid], y[valid]
+            reason = _unfittable(int(x.size), n_dropped, *(x.min(), x.max()) if x.size else (0.0, 0.0))
+            if reason:
+                results[i] = failed(reason, int(x.size), n_dropped)
+                continue
+            pending.append((i, x, y, n_dropped, self._scaling(x, y)))
+        if not pending:
+            return results
+        loop_x = [u for _, _, _, _, (u, _, *_) in pending]
+        loop_y = [v for _, _, _, _, (_, v, *_) in pending]
+        starts = np.cumsum([0] + [u.size for u in loop_x[:-1]])
+        outcome = self._descent.rows(np.concatenate(loop_x), np.concatenate(loop_y), starts)
+        for k, (i, x, y, n_dropped, (_, _, slope_ratio, mu_x, mu_y, sigma_y, spread_y)) in enumerate(pending):
+            w = outcome.w[k] * slope_ratio
+            b = mu_y + sigma_y * outcome.b[k] - w * mu_x
+            with np.errstate(over="ignore", invalid="ignore"):
+                residuals = (w * x + b) - y
+                loss = _mean_square(residuals) if np.all(np.isfinite(residuals)) else np.inf
+            results[i] = self._result(
+                int(outcome.code[k]), int(outcome.steps[k]), w, b, loss, spread_y, int(x.size), n_dropped
             )
-        if x.min() == x.max():
-            return failed(f"x is constant ({float(x[0])!r} on all {n} rows): the slope is undefined", n, n_dropped)
+        return results
+
+    def _scaling(self, x: np.ndarray, y: np.ndarray) -> tuple:
+        """The loop's inputs and the map back: (u, v, slope_ratio, μx, μy, σy, spread_y)."""
         constant_y = y.min() == y.max()
         if constant_y:  # v = 0 everywhere and σy is taken as 1
             mean_y, std_y, scale_y = float(y[0]), 1.0, 1.0
@@ -157,68 +206,111 @@ class LineFitter:
         mu_y, sigma_y = mean_y * scale_y, std_y * scale_y
         spread_y = None if constant_y else sigma_y
         if not self.config.standardize:
-            return self._finish(x, y, self._descend(x, y), 1.0, 0.0, 0.0, 1.0, spread_y, n_dropped)
+            return x, y, 1.0, 0.0, 0.0, 1.0, spread_y
         mean_x, std_x, scale_x = _location_scale(x)
         u = (x / scale_x - mean_x) / std_x
         v = np.zeros_like(y) if constant_y else (y / scale_y - mean_y) / std_y
-        outcome = self._descend(u, v)
-        slope_ratio = sigma_y / (std_x * scale_x)
-        return self._finish(x, y, outcome, slope_ratio, mean_x * scale_x, mu_y, sigma_y, spread_y, n_dropped)
+        return u, v, sigma_y / (std_x * scale_x), mean_x * scale_x, mu_y, sigma_y, spread_y
 
-    def _finish(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        outcome,  # noqa: ANN001 (descent.DescentOutcome; not imported to keep TF lazy)
-        slope_ratio: float,
-        mu_x: float,
-        mu_y: float,
-        sigma_y: float,
-        spread_y: float | None,
-        n_dropped: int,
+    def fit_moments(self, moments: Moments) -> list[FitResult]:
+        """Fit several datasets from their moments in one compiled call (``gram`` form).
+
+        The loop follows the same trajectory as the row-wise loss (same quadratic);
+        ``final_loss`` is computed from the moments without cancellation.
+
+        Args:
+            moments: One entry per dataset, complete (all its rows merged).
+
+        Returns:
+            One result per dataset, in order; each is the same as fitting it alone.
+        """
+        m = moments
+        n, n_dropped = m.n.tolist(), m.n_dropped.tolist()
+        results: list[FitResult | None] = [None] * len(m)
+        reasons = [
+            _unfittable(n[i], n_dropped[i], lo, hi) for i, (lo, hi) in enumerate(zip(m.min_x.tolist(), m.max_x.tolist()))
+        ]
+        for i, reason in enumerate(reasons):
+            if reason:
+                results[i] = failed(reason, n[i], n_dropped[i])
+        todo = np.array([i for i, reason in enumerate(reasons) if reason is None], dtype=np.int64)
+        if not todo.size:
+            return results
+        m = m.take(todo)
+        count = m.n.astype(np.float64)
+        constant_y = m.min_y == m.max_y
+        cyy = np.where(constant_y, 1.0, m.cyy)
+        slope = m.cxy / m.cxx  # least-squares slope, scaled units
+        sigma_x = m.scale_x * np.sqrt(m.cxx / count)
+        spread_y = m.scale_y * np.sqrt(cyy / count)
+        sigma_y = np.where(constant_y, 1.0, spread_y)
+        mu_x = m.mean_x * m.scale_x
+        mu_y = np.where(constant_y, m.min_y, m.mean_y * m.scale_y)
+        if self.config.standardize:
+            zeros = np.zeros(todo.size)
+            correlation = np.where(constant_y, 0.0, m.cxy / np.sqrt(m.cxx * cyy))
+            outcome = self._descent.gram(
+                np.where(constant_y, 0.0, m.rss / cyy), np.ones(todo.size), correlation, zeros, zeros
+            )
+            ratio, shift_x, shift_y, stretch_y = sigma_y / sigma_x, mu_x, mu_y, sigma_y
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                outcome = self._descent.gram(
+                    m.rss * m.scale_y**2 / count,
+                    m.cxx * m.scale_x**2 / count,
+                    slope * (m.scale_y / m.scale_x),
+                    mu_x,
+                    mu_y,
+                )
+            ratio, shift_x, shift_y, stretch_y = 1.0, 0.0, 0.0, 1.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            w = outcome.w * ratio
+            b = shift_y + stretch_y * outcome.b - w * shift_x
+            # mean squared error in data units: scale_y² · (R + Cxx(w' − β)² + n(w'x̄ + b' − ȳ)²) / n
+            w_scaled, b_scaled = w * (m.scale_x / m.scale_y), b / m.scale_y
+            offset = w_scaled * m.mean_x + b_scaled - m.mean_y
+            mean_square = (m.rss + m.cxx * np.square(w_scaled - slope)) / count + np.square(offset)
+            loss = np.square(m.scale_y * np.sqrt(mean_square))
+        for k, i in enumerate(todo.tolist()):
+            spread = None if constant_y[k] else float(spread_y[k])
+            results[i] = self._result(
+                int(outcome.code[k]), int(outcome.steps[k]), w[k], b[k], loss[k], spread, n[i], n_dropped[i]
+            )
+        return results
+
+    def _result(
+        self, code: int, steps: int, w: float, b: float, loss: float, spread_y: float | None, n: int, n_dropped: int
     ) -> FitResult:
-        """Map the loop's (a, c) back to (w, b) and measure the fit in data units.
+        """One dataset's result from the loop's outcome mapped back to data units.
 
-        w = a·slope_ratio and b = μy + σy·c − w·μx; the raw loop passes the identity map
-        (``slope_ratio=1, mu_x=mu_y=0, sigma_y=1``). ``spread_y`` is y's population
-        standard deviation (``None`` for constant y), the denominator of r².
+        ``spread_y`` is y's population standard deviation (``None`` for constant y),
+        the denominator of r².
         """
         from pipeline.descent import CONVERGED, DIVERGED  # already imported by __init__
 
-        n = int(x.size)
-        if outcome.code == DIVERGED:
+        if code == DIVERGED:
             return FitResult(
                 Status.DIVERGED,
-                steps=outcome.steps,
+                steps=steps,
                 n_rows=n,
                 n_dropped=n_dropped,
                 error=(
-                    f"loss grew without bound after {outcome.steps} step(s): learning rate "
+                    f"loss grew without bound after {steps} step(s): learning rate "
                     f"{self.config.learning_rate:g} is too large for this data's scale "
                     "(use --standardize or a smaller --learning_rate)"
                 ),
             )
-        with np.errstate(over="ignore", invalid="ignore"):
-            w = outcome.w * slope_ratio
-            b = mu_y + sigma_y * outcome.b - w * mu_x
-            residuals = (w * x + b) - y
-            final_loss = _mean_square(residuals) if np.all(np.isfinite(residuals)) else np.inf
-        if not (np.isfinite(w) and np.isfinite(b) and np.isfinite(final_loss)):
-            return failed(
-                "values too large: the fitted line or its squared error overflows float64",
-                n,
-                n_dropped,
-                outcome.steps,
-            )
-        r2 = None if spread_y is None else 1.0 - (np.sqrt(final_loss) / spread_y) ** 2
-        converged = outcome.code == CONVERGED
+        if not (np.isfinite(w) and np.isfinite(b) and np.isfinite(loss)):
+            return failed("values too large: the fitted line or its squared error overflows float64", n, n_dropped, steps)
+        r2 = None if spread_y is None else 1.0 - (np.sqrt(loss) / spread_y) ** 2
+        converged = code == CONVERGED
         return FitResult(
             Status.OK if converged else Status.NOT_CONVERGED,
             w=float(w),
             b=float(b),
-            final_loss=float(final_loss),
+            final_loss=float(loss),
             r2=None if r2 is None else float(r2),
-            steps=outcome.steps,
+            steps=steps,
             converged=converged,
             n_rows=n,
             n_dropped=n_dropped,

@@ -18,6 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 __all__ = [
     "DTYPES",
+    "LOSS_FORMS",
     "ConfigError",
     "FitConfig",
     "GroupBy",
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 DTYPES = ("float64", "float32")
+LOSS_FORMS = ("gram", "rows")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -108,6 +110,20 @@ class TapefitOptions(PipelineOptions):
             metavar="{float64,float32}",
             help="Precision of the descent loop: float64 (default) or float32.",
         )
+        group.add_argument(
+            "--loss_form",
+            default="gram",
+            metavar="{gram,rows}",
+            help="How the loss is evaluated: 'gram' (default) from each dataset's moments, O(1) a step, "
+            "datasets larger than memory streamed; 'rows' row by row, the whole dataset in memory.",
+        )
+        group.add_argument(
+            "--batch_size",
+            type=int,
+            default=2000,
+            metavar="N",
+            help="Most datasets fitted together in one compiled call (default: 2000).",
+        )
 
 
 class GroupBy:
@@ -128,6 +144,7 @@ class FitConfig:
         tolerance: Converged once the gradient's 2-norm is at most this.
         standardize: Descend on standardized data (always converges for η < 1).
         dtype: ``"float64"`` or ``"float32"``: precision of the descent loop.
+        loss_form: ``"gram"`` (the loss from the dataset's moments) or ``"rows"``.
     """
 
     learning_rate: float = 0.1
@@ -135,6 +152,7 @@ class FitConfig:
     tolerance: float = 1e-12
     standardize: bool = True
     dtype: str = "float64"
+    loss_form: str = "gram"
 
     def __post_init__(self) -> None:
         """Reject values no fit could use.
@@ -150,6 +168,8 @@ class FitConfig:
             raise ConfigError(f"--tolerance must be a finite number >= 0, got {self.tolerance!r}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.loss_form not in LOSS_FORMS:
+            raise ConfigError(f"--loss_form must be one of {', '.join(LOSS_FORMS)}, got {self.loss_form!r}")
 
 
 @dataclass(frozen=True)
@@ -167,6 +187,7 @@ class JobConfig:
         fit: The fit's hyper-parameters.
         run_id: Unique id of this run, stored in every output row.
         started_at: When the run was launched (UTC).
+        batch_size: Most datasets fitted in one compiled call.
     """
 
     input: str
@@ -179,6 +200,7 @@ class JobConfig:
     fit: FitConfig
     run_id: str
     started_at: dt.datetime
+    batch_size: int = 2000
 
     def describe(self) -> dict:
         """Return the options as plain JSON-friendly values, for the manifest."""
@@ -244,7 +266,10 @@ def config_from_options(options: PipelineOptions, now: dt.datetime | None = None
         tolerance=opts.tolerance,
         standardize=opts.standardize,
         dtype=opts.dtype,
+        loss_form=opts.loss_form,
     )
+    if opts.batch_size < 1:
+        raise ConfigError(f"--batch_size must be at least 1, got {opts.batch_size!r}")
     return JobConfig(
         input=opts.input,
         output=opts.output.rstrip("/") or opts.output,
@@ -254,6 +279,7 @@ def config_from_options(options: PipelineOptions, now: dt.datetime | None = None
         x_column=opts.x_column,
         y_column=opts.y_column,
         fit=fit,
+        batch_size=opts.batch_size,
         run_id=new_run_id(now),
         started_at=now,
     )
