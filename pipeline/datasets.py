@@ -8,14 +8,16 @@ name starts with ``.`` or ``_`` (``_SUCCESS``, ``.crc``, staging folders) is ign
 and so is the output table when it lies inside the input.
 
 All listing goes through Beam's ``FileSystems``, so remote filesystems work too.
+Datasets travel in batches (:class:`DiscoverDatasets`): a few Beam elements per
+thousand datasets.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import apache_beam as beam
-from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.options import GroupBy, JobConfig
@@ -123,13 +125,70 @@ def list_dataset_files(layout: InputLayout) -> list[str]:
     return sorted(meta.path for meta in matched if layout.accepts(meta.path))
 
 
-class DiscoverDatasets(beam.PTransform):
-    """Lists the input inside the pipeline and emits what the readers need.
+# A read batch holds at most this many bytes of Parquet, so that files of any size
+# spread over the workers (the dataset count is capped by --batch_size).
+BATCH_BYTES = 32 << 20
 
-    For ``file`` and ``directory`` grouping the output is one :class:`DatasetRef` per
-    dataset; for ``column:`` grouping it is the list of file paths (the datasets only
-    appear once their rows are read). Listing runs on a worker, so a cloud runner lists
-    a bucket itself; a ``Reshuffle`` spreads the work across workers.
+
+def _batches(items: list, sizes: list[int], most: int) -> Iterator[list]:
+    """Cut ``items`` into runs of at most ``most`` items and about ``BATCH_BYTES``."""
+    batch: list = []
+    weight = 0
+    for item, size in zip(items, sizes, strict=True):
+        if batch and (len(batch) >= most or weight + size > BATCH_BYTES):
+            yield batch
+            batch, weight = [], 0
+        batch.append(item)
+        weight += size
+    if batch:
+        yield batch
+
+
+class _ListBatchesFn(beam.DoFn):
+    """Lists the input once and yields batches of what the readers need."""
+
+    def __init__(self, config: JobConfig) -> None:
+        self._config = config
+        # gram moments of directory datasets are read part by part and merged later
+        self._parts = config.group_by == GroupBy.DIRECTORY and config.fit.loss_form == "gram"
+
+    def process(self, pattern: str) -> Iterator[list]:
+        """Yield lists of DatasetRefs (file/directory grouping) or of paths (column)."""
+        config = self._config
+        layout = input_layout(config.input, config.output)
+        found = sorted(
+            (meta.path, meta.size_in_bytes)
+            for meta in FileSystems.match([pattern])[0].metadata_list
+            if layout.accepts(meta.path)
+        )
+        size = dict(found)
+        if config.group_by == GroupBy.FILE:
+            items = [file_ref(layout, path) for path, _ in found]
+        elif config.group_by == GroupBy.COLUMN:
+            items = [path for path, _ in found]
+        else:
+            folders: dict[str, list[str]] = {}
+            for path, _ in found:
+                folders.setdefault(_parent(path), []).append(path)
+            refs = [directory_ref(layout, folder, paths) for folder, paths in folders.items()]
+            if self._parts:  # one ref per part file, merged again by dataset after reading
+                items = [DatasetRef(ref.dataset, ref.source, (path,)) for ref in refs for path in ref.paths]
+            else:
+                items = refs
+        weights = [size[item] if isinstance(item, str) else sum(size[p] for p in item.paths) for item in items]
+        yield from _batches(items, weights, self._config.batch_size)
+
+
+class DiscoverDatasets(beam.PTransform):
+    """Lists the input inside the pipeline and emits batches of what the readers need.
+
+    For ``file`` and ``directory`` grouping each element is a list of
+    :class:`DatasetRef` (with ``parts``, one ref per part file of a directory); for
+    ``column:`` grouping it is a list of file paths (the datasets only appear once
+    their rows are read). With ``--loss_form gram``, directory datasets are emitted
+    one ref per part file, so their parts are read in parallel. Batches hold at most ``batch_size`` datasets and about
+    ``BATCH_BYTES`` of Parquet. Listing runs on a worker, so a cloud runner lists a
+    bucket itself; a ``Reshuffle`` spreads the batches across workers.
 
     Args:
         config: The job's configuration.
@@ -140,24 +199,11 @@ class DiscoverDatasets(beam.PTransform):
         self._config = config
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        """Return DatasetRefs (file/directory grouping) or paths (column grouping)."""
+        """Return batches of DatasetRefs (file/directory grouping) or of paths (column)."""
         layout = input_layout(self._config.input, self._config.output)
-        paths = (
+        return (
             pbegin
             | "Pattern" >> beam.Create([layout.pattern])
-            | "Match" >> fileio.MatchAll()
-            | "Paths" >> beam.Map(lambda meta: meta.path)
-            | "OnlyParquet" >> beam.Filter(layout.accepts)
+            | "ListBatches" >> beam.ParDo(_ListBatchesFn(self._config))
+            | "Spread" >> beam.Reshuffle()
         )
-        if self._config.group_by == GroupBy.FILE:
-            found = paths | "FileDatasets" >> beam.Map(lambda path: file_ref(layout, path))
-        elif self._config.group_by == GroupBy.DIRECTORY:
-            found = (
-                paths
-                | "ByDirectory" >> beam.Map(lambda path: (_parent(path), path))
-                | "GroupParts" >> beam.GroupByKey()
-                | "DirectoryDatasets" >> beam.MapTuple(lambda folder, parts: directory_ref(layout, folder, list(parts)))
-            )
-        else:
-            found = paths
-        return found | "Spread" >> beam.Reshuffle()

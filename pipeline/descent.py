@@ -124,7 +124,11 @@ class Descent:
         steps = tf.TensorSpec([], tf.int64)
         noise_floor = 8 * np.finfo(dtype).eps
         self._dtype = np.dtype(dtype)
-        self._settings = (tf.constant(learning_rate, real), tf.constant(tolerance, real), tf.constant(max_steps, tf.int64))
+        self._settings = (
+            tf.constant(learning_rate, real),
+            tf.constant(tolerance, real),
+            tf.constant(max_steps, tf.int64),
+        )
 
         index = tf.TensorSpec([None], tf.int32)
 

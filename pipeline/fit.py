@@ -13,7 +13,7 @@ turns raw x, y columns into honest results, many datasets per compiled call:
    any result that cannot be represented as a finite double is a failure, never a
    silently wrong number.
 
-The loss is the same quadratic in both ``loss_form``\ s: ``rows`` evaluates it over
+The loss is the same quadratic in both loss forms: ``rows`` evaluates it over
 the rows, ``gram`` from the dataset's :class:`~pipeline.moments.Moments` (O(1) a step,
 and the moments can be accumulated a file or row group at a time).
 """
@@ -228,7 +228,8 @@ class LineFitter:
         n, n_dropped = m.n.tolist(), m.n_dropped.tolist()
         results: list[FitResult | None] = [None] * len(m)
         reasons = [
-            _unfittable(n[i], n_dropped[i], lo, hi) for i, (lo, hi) in enumerate(zip(m.min_x.tolist(), m.max_x.tolist()))
+            _unfittable(n[i], n_dropped[i], lo, hi)
+            for i, (lo, hi) in enumerate(zip(m.min_x.tolist(), m.max_x.tolist(), strict=True))
         ]
         for i, reason in enumerate(reasons):
             if reason:
@@ -301,7 +302,9 @@ class LineFitter:
                 ),
             )
         if not (np.isfinite(w) and np.isfinite(b) and np.isfinite(loss)):
-            return failed("values too large: the fitted line or its squared error overflows float64", n, n_dropped, steps)
+            return failed(
+                "values too large: the fitted line or its squared error overflows float64", n, n_dropped, steps
+            )
         r2 = None if spread_y is None else 1.0 - (np.sqrt(loss) / spread_y) ** 2
         converged = code == CONVERGED
         return FitResult(

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Moments", "concat", "merge", "reduce_runs", "segment_moments"]
+__all__ = ["Moments", "MomentsBuilder", "concat", "empty", "merge", "reduce_runs", "segment_moments"]
 
 
 class Moments(NamedTuple):
@@ -142,6 +142,15 @@ def segment_moments(x: np.ndarray, y: np.ndarray, starts: np.ndarray) -> Moments
     )
 
 
+def empty(size: int) -> Moments:
+    """``size`` entries of datasets with no rows at all."""
+    zeros, ones, inf = np.zeros(size), np.ones(size), np.full(size, np.inf)
+    counts = np.zeros(size, np.int64)
+    return Moments(
+        counts, counts.copy(), ones, ones.copy(), zeros, *(zeros.copy() for _ in range(5)), inf, -inf, inf.copy(), -inf
+    )
+
+
 def merge(a: Moments, b: Moments) -> Moments:
     """Moments of the union of the rows of ``a[i]`` and ``b[i]``, for every i.
 
@@ -173,11 +182,7 @@ def merge(a: Moments, b: Moments) -> Moments:
 
     between = delta_y - slope * delta_x
     rss = (
-        a.rss * fya * fya
-        + b.rss * fyb * fyb
-        + spread(cxx_a, cxy_a)
-        + spread(cxx_b, cxy_b)
-        + weight * between * between
+        a.rss * fya * fya + b.rss * fyb * fyb + spread(cxx_a, cxy_a) + spread(cxx_b, cxy_b) + weight * between * between
     )
     return Moments(
         n=n,
@@ -237,3 +242,62 @@ def _put(values: np.ndarray, slot: np.ndarray, new: np.ndarray) -> np.ndarray:
     values = values.copy()
     values[slot] = new
     return values
+
+
+class MomentsBuilder:
+    """Moments of many owners (datasets) fed as row chunks, in bounded memory.
+
+    Chunks are buffered until about ``flush_rows`` rows are waiting, then reduced to
+    one :class:`Moments` entry each with a single vectorized :func:`segment_moments`
+    call, so thousands of small files cost a few numpy calls and one huge file never
+    sits in memory whole. Owners must be added in increasing order.
+
+    Args:
+        flush_rows: Rows buffered before they are reduced to moments.
+    """
+
+    def __init__(self, flush_rows: int = 1 << 20) -> None:
+        self._flush_rows = flush_rows
+        self._x: list[np.ndarray] = []
+        self._y: list[np.ndarray] = []
+        self._owners: list[int] = []
+        self._buffered = 0
+        self._done: list[tuple[np.ndarray, Moments]] = []
+
+    def add(self, owner: int, x: np.ndarray, y: np.ndarray) -> None:
+        """Add a chunk of ``owner``'s rows (empty chunks are ignored)."""
+        if not len(x):
+            return
+        self._x.append(x)
+        self._y.append(y)
+        self._owners.append(owner)
+        self._buffered += len(x)
+        if self._buffered >= self._flush_rows:
+            self._flush()
+
+    def discard(self, owner: int) -> None:
+        """Forget every chunk of ``owner`` added so far (its data turned out unreadable)."""
+        keep = [i for i, o in enumerate(self._owners) if o != owner]
+        self._x = [self._x[i] for i in keep]
+        self._y = [self._y[i] for i in keep]
+        self._owners = [self._owners[i] for i in keep]
+        self._buffered = sum(len(x) for x in self._x)
+        self._done = [(o[o != owner], m.take(o != owner)) for o, m in self._done]
+
+    def _flush(self) -> None:
+        if not self._x:
+            return
+        starts = np.cumsum([0] + [len(x) for x in self._x[:-1]])
+        moments = segment_moments(np.concatenate(self._x), np.concatenate(self._y), starts)
+        self._done.append((np.asarray(self._owners, np.int64), moments))
+        self._x, self._y, self._owners, self._buffered = [], [], [], 0
+
+    def result(self, owners: int) -> Moments:
+        """Return one entry per owner ``0 .. owners − 1`` (no rows: an empty entry)."""
+        self._flush()
+        owner = np.concatenate([o for o, _ in self._done] + [np.arange(owners)])
+        parts = concat([m for _, m in self._done] + [empty(owners)])
+        order = np.argsort(owner, kind="stable")  # each owner's chunks in the order added, then its empty entry
+        owner = owner[order]
+        self._done = []
+        return reduce_runs(parts.take(order), np.flatnonzero(np.append(True, owner[1:] != owner[:-1])))

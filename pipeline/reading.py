@@ -8,6 +8,8 @@ else is a :class:`DatasetError` with a one-line message that ends up in the outp
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +19,21 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-__all__ = ["DatasetError", "KeyedChunk", "one_line", "read_keyed", "read_table", "read_xy", "to_float64"]
+__all__ = [
+    "DatasetError",
+    "KeyedChunk",
+    "iter_xy",
+    "one_line",
+    "open_parquet",
+    "read_keyed",
+    "read_table",
+    "read_xy",
+    "split_by_key",
+    "to_float64",
+]
+
+# Rows per chunk when a file is streamed (two float64 columns: 16 MiB a chunk).
+CHUNK_ROWS = 1 << 20
 
 
 class DatasetError(Exception):
@@ -41,22 +57,24 @@ class KeyedChunk:
     y: np.ndarray
 
 
-def read_table(path: str, columns: list[str]) -> pa.Table:
-    """Read ``columns`` of the Parquet file at ``path``.
+@contextlib.contextmanager
+def open_parquet(path: str, columns: list[str]) -> Iterator[pq.ParquetFile]:
+    """Open a Parquet file for reading ``columns``, checking that they exist.
 
-    Args:
-        path: Any path Beam's ``FileSystems`` understands.
-        columns: Columns to read; every one must exist.
-
-    Returns:
-        A table with exactly those columns.
+    Local files are opened by pyarrow directly (its fastest entry point); any other
+    path goes through Beam's ``FileSystems``, so ``gs://`` and ``s3://`` work too.
 
     Raises:
         DatasetError: if the file is empty, not Parquet, or lacks a column.
     """
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    scheme = FileSystems.get_scheme(path)
+    with contextlib.ExitStack() as stack:
+        if scheme in (None, "file"):
+            source = path[len("file://") :] if scheme == "file" else path
+        else:
+            source = stack.enter_context(FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED))
         try:
-            parquet = pq.ParquetFile(handle)
+            parquet = stack.enter_context(pq.ParquetFile(source))
         except (pa.ArrowInvalid, OSError) as error:
             raise DatasetError(f"not a readable Parquet file: {one_line(error)}") from error
         names = parquet.schema_arrow.names
@@ -64,10 +82,50 @@ def read_table(path: str, columns: list[str]) -> pa.Table:
         if missing:
             shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
             raise DatasetError(f"missing column {', '.join(map(repr, missing))} (columns: {shown or 'none'})")
+        yield parquet
+
+
+def read_table(path: str, columns: list[str]) -> pa.Table:
+    """Read ``columns`` of the Parquet file at ``path`` (any Beam filesystem).
+
+    Raises:
+        DatasetError: if the file is empty, not Parquet, or lacks a column.
+    """
+    with open_parquet(path, columns) as parquet:
         try:
             return parquet.read(columns=columns)
         except (pa.ArrowException, OSError) as error:
             raise DatasetError(f"could not read Parquet data: {one_line(error)}") from error
+
+
+def iter_tables(path: str, columns: list[str], chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
+    """Yield ``columns`` of a Parquet file in pieces of at most about ``chunk_rows`` rows.
+
+    A small file is one read; a large one is streamed record batch by record batch, so
+    memory stays bounded whatever the file's size.
+
+    Raises:
+        DatasetError: if the file is unreadable or lacks a column.
+    """
+    with open_parquet(path, columns) as parquet:
+        try:
+            if parquet.metadata.num_rows <= chunk_rows:
+                yield parquet.read(columns=columns)
+                return
+            for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns, use_threads=False):
+                yield pa.Table.from_batches([batch])
+        except (pa.ArrowException, OSError) as error:
+            raise DatasetError(f"could not read Parquet data: {one_line(error)}") from error
+
+
+def iter_xy(path: str, x_column: str, y_column: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield a file's x and y as float64 (nulls as NaN), a bounded chunk at a time.
+
+    Raises:
+        DatasetError: for an unreadable file, a missing or non-numeric column.
+    """
+    for table in iter_tables(path, [x_column, y_column]):
+        yield to_float64(table.column(x_column), x_column), to_float64(table.column(y_column), y_column)
 
 
 def to_float64(column: pa.ChunkedArray, name: str) -> np.ndarray:
@@ -94,11 +152,37 @@ def read_xy(path: str, x_column: str, y_column: str) -> tuple[np.ndarray, np.nda
     return to_float64(table.column(x_column), x_column), to_float64(table.column(y_column), y_column)
 
 
-def read_keyed(path: str, key_column: str, x_column: str, y_column: str) -> tuple[list[KeyedChunk], int]:
-    """Read one file of a long table and split its rows by key.
+def split_by_key(table: pa.Table, key_column: str) -> tuple[list[str], np.ndarray, np.ndarray, int]:
+    """Group a table's rows by key without a Python loop over rows.
 
     The split is vectorized (dictionary-encode the key, one stable argsort); rows keep
-    their file order within a key.
+    their order within a key.
+
+    Returns:
+        ``(names, order, starts, null_rows)``: the distinct non-null keys, a row order
+        that puts each key's rows together (null keys dropped), where each key's rows
+        start in that order, and how many rows had a null key.
+
+    Raises:
+        DatasetError: if the key cannot be read as text.
+    """
+    try:
+        keys = pc.cast(table.column(key_column), pa.string())
+    except pa.ArrowException as error:
+        raise DatasetError(f"key column {key_column!r} cannot be read as text: {one_line(error)}") from error
+    encoded = pc.dictionary_encode(keys).combine_chunks()
+    codes = pc.fill_null(encoded.indices, -1).to_numpy()
+    null_rows = int(np.count_nonzero(codes < 0))
+    order = np.argsort(codes, kind="stable")[null_rows:]
+    sorted_codes = codes[order]
+    starts = np.flatnonzero(np.diff(sorted_codes, prepend=-2))
+    dictionary = encoded.dictionary.to_pylist()
+    names = [dictionary[code] for code in sorted_codes[starts].tolist()]
+    return names, order, starts, null_rows
+
+
+def read_keyed(path: str, key_column: str, x_column: str, y_column: str) -> tuple[list[KeyedChunk], int]:
+    """Read one file of a long table and split its rows by key (``--loss_form rows``).
 
     Returns:
         The chunks, one per distinct non-null key in the file, and the number of rows
@@ -110,22 +194,11 @@ def read_keyed(path: str, key_column: str, x_column: str, y_column: str) -> tupl
     table = read_table(path, [key_column, x_column, y_column])
     x = to_float64(table.column(x_column), x_column)
     y = to_float64(table.column(y_column), y_column)
-    try:
-        keys = pc.cast(table.column(key_column), pa.string())
-    except pa.ArrowException as error:
-        raise DatasetError(f"key column {key_column!r} cannot be read as text: {one_line(error)}") from error
-    encoded = pc.dictionary_encode(keys).combine_chunks()
-    codes = pc.fill_null(encoded.indices, -1).to_numpy()
-    null_rows = int(np.count_nonzero(codes < 0))
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    starts = np.flatnonzero(np.diff(sorted_codes, prepend=-2))
-    ends = np.append(starts[1:], sorted_codes.size)
-    names = encoded.dictionary.to_pylist()
+    names, order, starts, null_rows = split_by_key(table, key_column)
+    ends = np.append(starts[1:], order.size)
     chunks = [
-        KeyedChunk(names[sorted_codes[start]], path, x[order[start:end]], y[order[start:end]])
-        for start, end in zip(starts, ends, strict=True)
-        if sorted_codes[start] >= 0
+        KeyedChunk(name, path, x[order[start:end]], y[order[start:end]])
+        for name, start, end in zip(names, starts.tolist(), ends.tolist(), strict=True)
     ]
     return chunks, null_rows
 

@@ -22,6 +22,7 @@ __all__ = [
     "failure_row",
     "partition_dir",
     "result_row",
+    "results_table",
     "staging_dir",
     "staging_root",
 ]
@@ -71,6 +72,19 @@ def result_row(ref: DatasetRef, result: FitResult, run_id: str, fitted_at: dt.da
 def failure_row(ref: DatasetRef, error: str, run_id: str, fitted_at: dt.datetime) -> dict:
     """Return a ``failed`` row for a dataset that could not be read or fitted."""
     return result_row(ref, failed(error), run_id, fitted_at)
+
+
+def results_table(
+    datasets: list[str], sources: list[str], results: list[FitResult], run_id: str, fitted_at: dt.datetime
+) -> pa.Table:
+    """Return the output rows of many datasets as one Arrow table in :data:`SCHEMA`."""
+    fields = ("w", "b", "final_loss", "r2", "steps", "converged", "status", "error", "n_rows", "n_dropped")
+    columns = {"dataset": list(datasets)}
+    columns.update({name: [getattr(result, name) for result in results] for name in fields})
+    columns.update(
+        {"source": list(sources), "run_id": [run_id] * len(results), "fitted_at": [fitted_at] * len(results)}
+    )
+    return pa.Table.from_pydict(columns, schema=SCHEMA)
 
 
 def partition_dir(config: JobConfig) -> str:

@@ -1,39 +1,51 @@
-"""Beam transforms: read datasets, fit them, and turn every outcome into a row.
+"""Beam transforms: read datasets in batches, fit each batch in one compiled call.
 
-Expected problems (too few rows, constant x, divergence) are statuses returned by the
-fit. Anything that raises while reading or fitting one dataset - a corrupt file, a
-missing column - is caught by Beam's own dead-letter support
-(``ParDo(...).with_exception_handling()``) and becomes a ``failed`` row with a
-one-line reason, so one bad dataset never stops the job.
+Every dataset ends as exactly one output row (in Arrow tables of
+:data:`pipeline.table.SCHEMA`). Expected problems (too few rows, constant x,
+divergence) are statuses returned by the fit; a file that cannot be read becomes a
+``failed`` row with the reason. Anything else that raises while reading or fitting
+a batch is caught by Beam's own dead-letter support
+(``ParDo(...).with_exception_handling()``): the batch is retried one dataset at a
+time, and only a dataset that still raises becomes a ``failed`` row, so one bad
+dataset never stops the job nor takes its batch-mates down with it.
+
+With ``--loss_form gram`` a dataset is reduced to its moments while it is read, a
+bounded chunk at a time; datasets spread over several files (directory or column
+grouping) are merged by :class:`pipeline.batches.MergePartialsFn` per shard, so no
+dataset ever has to fit in one worker's memory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 from apache_beam.metrics import Metrics
 
+from pipeline.batches import Batch, MergePartialsFn, Partials, shard_of
 from pipeline.datasets import DatasetRef, input_layout
-from pipeline.fit import Status
-from pipeline.options import JobConfig
-from pipeline.reading import DatasetError, KeyedChunk, one_line, read_keyed, read_xy
-from pipeline.table import failure_row, result_row
+from pipeline.fit import Status, failed
+from pipeline.moments import MomentsBuilder, concat, reduce_runs, segment_moments
+from pipeline.options import GroupBy, JobConfig
+from pipeline.reading import (
+    DatasetError,
+    KeyedChunk,
+    iter_tables,
+    iter_xy,
+    one_line,
+    read_keyed,
+    split_by_key,
+    to_float64,
+)
+from pipeline.table import results_table
 
-__all__ = ["FitDatasets", "FitDatasetFn", "LoadedDataset", "ReadDatasetFn", "ReadKeyedFn"]
+__all__ = ["NAMESPACE", "FitBatchFn", "FitDatasets", "ReadBatchFn", "ReadKeyedPartsFn", "ReadPartsFn"]
 
 NAMESPACE = "tapefit"
-
-
-class LoadedDataset(NamedTuple):
-    """A dataset's rows in memory, ready to fit."""
-
-    ref: DatasetRef
-    x: np.ndarray
-    y: np.ndarray
 
 
 class _Counters:
@@ -45,20 +57,101 @@ class _Counters:
         self.rows_dropped = Metrics.counter(NAMESPACE, "rows_dropped")
         self.steps = Metrics.distribution(NAMESPACE, "steps")
 
-    def count(self, row: dict) -> None:
-        self.statuses[row["status"]].inc()
-        self.rows_used.inc(row["n_rows"])
-        self.rows_dropped.inc(row["n_dropped"])
-        if row["status"] != Status.FAILED:
-            self.steps.update(row["steps"])
+    def count(self, table: pa.Table) -> None:
+        """Count a table of output rows."""
+        statuses = table.column("status").to_pylist()
+        for status, count in Counter(statuses).items():
+            self.statuses[status].inc(count)
+        fitted = [s != Status.FAILED for s in statuses]
+        self.rows_used.inc(sum(n for n, f in zip(table.column("n_rows").to_pylist(), fitted, strict=True) if f))
+        self.rows_dropped.inc(sum(table.column("n_dropped").to_pylist()))
+        for steps, f in zip(table.column("steps").to_pylist(), fitted, strict=True):
+            if f:
+                self.steps.update(steps)
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class ReadDatasetFn(beam.DoFn):
-    """Reads the x, y columns of a dataset's files (several for directory grouping).
+def _read_refs(
+    refs: list[DatasetRef], columns: tuple[str, str], gram: bool
+) -> tuple[list[DatasetRef], object, list[tuple[DatasetRef, str]]]:
+    """Read whole datasets: (readable refs, their Moments or (x, y) list, unreadable refs with reasons)."""
+    builder = MomentsBuilder() if gram else None
+    good, rows, bad = [], [], []
+    for ref in refs:
+        chunks = []
+        try:
+            for path in ref.paths:
+                try:
+                    for x, y in iter_xy(path, *columns):
+                        if builder is None:
+                            chunks.append((x, y))
+                        else:
+                            builder.add(len(good), x, y)
+                except DatasetError as error:
+                    if ref.source == path:
+                        raise
+                    raise DatasetError(f"{path[len(ref.source) + 1 :]}: {error}") from error
+        except DatasetError as error:
+            bad.append((ref, str(error)))
+            if builder is not None:
+                builder.discard(len(good))
+            continue
+        good.append(ref)
+        if builder is None:
+            rows.append(tuple(np.concatenate([c[i] for c in chunks]) if chunks else np.zeros(0) for i in (0, 1)))
+    return good, rows if builder is None else builder.result(len(good)), bad
+
+
+class ReadBatchFn(beam.DoFn):
+    """Reads a batch of whole datasets into a :class:`Batch` (file and directory grouping).
+
+    With ``gram`` each dataset becomes its moments, read a bounded chunk at a time;
+    with ``rows`` its x, y columns are kept in memory.
+
+    Args:
+        x_column: Name of the x column.
+        y_column: Name of the y column.
+        loss_form: ``"gram"`` or ``"rows"``.
+    """
+
+    def __init__(self, x_column: str, y_column: str, loss_form: str) -> None:
+        self._columns = (x_column, y_column)
+        self._gram = loss_form == "gram"
+
+    def process(self, refs: list[DatasetRef]) -> Iterator[Batch]:
+        """Yield one batch: the readable datasets' data and the unreadable ones' reasons."""
+        good, data, bad = _read_refs(refs, self._columns, self._gram)
+        failures = tuple((ref.dataset, ref.source, reason) for ref, reason in bad)
+        yield Batch(tuple(r.dataset for r in good), tuple(r.source for r in good), data, failures)
+
+
+def _by_shard(partials: Partials) -> Iterator[tuple[int, Partials]]:
+    """Split partial moments by the shard of their dataset ids."""
+    shards: dict[int, list[int]] = {}
+    for i, dataset in enumerate(partials.datasets):
+        shards.setdefault(shard_of(dataset), []).append(i)
+    failed_by_shard: dict[int, list[tuple]] = {}
+    for failure in partials.failed:
+        failed_by_shard.setdefault(shard_of(failure[0]), []).append(failure)
+    for shard in sorted(set(shards) | set(failed_by_shard)):
+        index = np.array(shards.get(shard, []), dtype=np.int64)
+        yield (
+            shard,
+            Partials(
+                tuple(partials.datasets[i] for i in index.tolist()),
+                tuple(partials.sources[i] for i in index.tolist()),
+                tuple(partials.parts[i] for i in index.tolist()),
+                partials.moments.take(index),
+                tuple(failed_by_shard.get(shard, ())),
+            ),
+        )
+
+
+class ReadPartsFn(beam.DoFn):
+    """Reads part files of directory datasets into partial moments keyed by shard.
 
     Args:
         x_column: Name of the x column.
@@ -66,59 +159,79 @@ class ReadDatasetFn(beam.DoFn):
     """
 
     def __init__(self, x_column: str, y_column: str) -> None:
-        self._x_column = x_column
-        self._y_column = y_column
+        self._columns = (x_column, y_column)
 
-    def process(self, ref: DatasetRef) -> Iterator[LoadedDataset]:
-        """Yield the dataset's rows; raise :class:`DatasetError` for unreadable data."""
-        parts = []
-        for path in ref.paths:
-            try:
-                parts.append(read_xy(path, self._x_column, self._y_column))
-            except DatasetError as error:
-                if len(ref.paths) == 1:
-                    raise
-                raise DatasetError(f"{path[len(ref.source) + 1 :]}: {error}") from error
-        x = np.concatenate([part[0] for part in parts])
-        y = np.concatenate([part[1] for part in parts])
-        yield LoadedDataset(ref, x, y)
+    def process(self, refs: list[DatasetRef]) -> Iterator[tuple[int, Partials]]:
+        """Yield ``(shard, Partials)``; each ref holds one part file of its dataset."""
+        good, moments, bad = _read_refs(refs, self._columns, gram=True)
+        yield from _by_shard(
+            Partials(
+                tuple(r.dataset for r in good),
+                tuple(r.source for r in good),
+                tuple(r.paths[0] for r in good),
+                moments,
+                tuple((r.dataset, r.source, r.paths[0], reason) for r, reason in bad),
+            )
+        )
 
 
-class ReadKeyedFn(beam.DoFn):
-    """Reads one file of a long table and yields ``(key, KeyedChunk)`` per key in it.
+class ReadKeyedPartsFn(beam.DoFn):
+    """Reads files of a long table into per-key partial moments, keyed by shard.
 
-    Rows with a null key yield one ``(None, count)`` element, so they are counted.
+    Each file is streamed a bounded chunk at a time; its rows are split by key with
+    vectorized Arrow/numpy calls. Rows with a null key are counted and yielded as an
+    ``int``. An unreadable file becomes a ``failed`` entry named by its path.
 
     Args:
-        key_column: The grouping column.
-        x_column: Name of the x column.
-        y_column: Name of the y column.
+        config: The job's configuration.
     """
 
-    def __init__(self, key_column: str, x_column: str, y_column: str) -> None:
-        self._columns = (key_column, x_column, y_column)
+    def __init__(self, config: JobConfig) -> None:
+        self._config = config
 
-    def process(self, path: str) -> Iterator[tuple[str | None, KeyedChunk | int]]:
-        """Yield the file's chunks keyed by dataset id, then its null-key count."""
-        chunks, null_rows = read_keyed(path, *self._columns)
-        for chunk in chunks:
-            yield chunk.key, chunk
+    def process(self, paths: list[str]) -> Iterator[tuple[int, Partials] | int]:
+        """Yield ``(shard, Partials)`` for the keys of the batch's files, then the null-key count."""
+        config = self._config
+        columns = [config.key_column, config.x_column, config.y_column]
+        layout = input_layout(config.input, config.output)
+        keys, parts, pieces, bad, null_rows = [], [], [], [], 0
+        for path in paths:
+            file_keys, file_pieces = [], []
+            try:
+                for table in iter_tables(path, columns):
+                    x = to_float64(table.column(config.x_column), config.x_column)
+                    y = to_float64(table.column(config.y_column), config.y_column)
+                    names, order, starts, nulls = split_by_key(table, config.key_column)
+                    null_rows += nulls
+                    if names:
+                        file_keys.extend(names)
+                        file_pieces.append(segment_moments(x[order], y[order], starts))
+            except DatasetError as error:
+                reason = f"file could not be read, its rows are in no dataset: {error}"
+                bad.append((layout.relative(path), path, path, reason))
+                continue
+            if len(file_pieces) > 1:  # the same key in several chunks of one file: merge them
+                names = np.array(file_keys, dtype=object)
+                order = np.argsort(names.astype(str), kind="stable")
+                sorted_names = names[order]
+                starts = np.flatnonzero(np.append(True, sorted_names[1:] != sorted_names[:-1]))
+                file_pieces = [reduce_runs(concat(file_pieces).take(order), starts)]
+                file_keys = sorted_names[starts].tolist()
+            keys.extend(file_keys)
+            parts.extend([path] * len(file_keys))
+            pieces.extend(file_pieces)
+        if keys or bad:
+            moments = concat(pieces) if pieces else segment_moments(np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
+            yield from _by_shard(Partials(tuple(keys), (config.input,) * len(keys), tuple(parts), moments, tuple(bad)))
         if null_rows:
-            yield None, null_rows
+            yield null_rows
 
 
-def _assemble(source: str, key: str, chunks: Iterable[KeyedChunk]) -> LoadedDataset:
-    """Concatenate a key's chunks in file order, so results never depend on shuffling."""
-    ordered = sorted(chunks, key=lambda chunk: chunk.path)
-    ref = DatasetRef(key, source, tuple(chunk.path for chunk in ordered))
-    return LoadedDataset(ref, np.concatenate([c.x for c in ordered]), np.concatenate([c.y for c in ordered]))
-
-
-class FitDatasetFn(beam.DoFn):
-    """Fits one loaded dataset and yields its output row.
+class FitBatchFn(beam.DoFn):
+    """Fits a :class:`Batch` in one compiled call and yields its rows as an Arrow table.
 
     The compiled TensorFlow loop is built in :meth:`setup`, once per DoFn instance
-    (worker thread), and reused for every dataset.
+    (worker thread), and reused for every batch.
 
     Args:
         config: The job's configuration.
@@ -136,12 +249,20 @@ class FitDatasetFn(beam.DoFn):
         self._fitter = LineFitter(self._config.fit)
         self._counters = _Counters()
 
-    def process(self, loaded: LoadedDataset) -> Iterator[dict]:
-        """Yield the row of one dataset."""
-        result = self._fitter.fit(loaded.x, loaded.y)
-        row = result_row(loaded.ref, result, self._config.run_id, _now())
-        self._counters.count(row)
-        yield row
+    def process(self, batch: Batch) -> Iterator[pa.Table]:
+        """Yield one table with a row per dataset of the batch (failed ones included)."""
+        if isinstance(batch.data, list):
+            results = self._fitter.fit_rows(batch.data) if batch.data else []
+        else:
+            results = self._fitter.fit_moments(batch.data) if len(batch.data) else []
+        datasets = [*batch.datasets, *(f[0] for f in batch.failed)]
+        sources = [*batch.sources, *(f[1] for f in batch.failed)]
+        results = [*results, *(failed(f[2]) for f in batch.failed)]
+        if not datasets:
+            return
+        table = results_table(datasets, sources, results, self._config.run_id, _now())
+        self._counters.count(table)
+        yield table
 
 
 def _error_message(error_info: tuple) -> str:
@@ -154,8 +275,8 @@ def _error_message(error_info: tuple) -> str:
     return one_line(f"{getattr(exc_type, '__name__', exc_type)}: {message}")
 
 
-class _DeadLetterToRowFn(beam.DoFn):
-    """Turns a dead letter (the element that raised, and why) into a ``failed`` row."""
+class _DeadLetterToRowsFn(beam.DoFn):
+    """Turns a dead letter (an element that raised even alone, and why) into ``failed`` rows."""
 
     def __init__(self, config: JobConfig) -> None:
         self._config = config
@@ -164,20 +285,80 @@ class _DeadLetterToRowFn(beam.DoFn):
     def setup(self) -> None:
         self._counters = _Counters()
 
-    def process(self, dead_letter: tuple) -> Iterator[dict]:
+    def process(self, dead_letter: tuple) -> Iterator[pa.Table]:
         element, error_info = dead_letter
         message = _error_message(error_info)
-        if isinstance(element, LoadedDataset):
-            ref = element.ref
-        elif isinstance(element, DatasetRef):
-            ref = element
-        else:  # a file of a long table: its rows belong to no dataset now
+        if isinstance(element, Batch):
+            named = [*zip(element.datasets, element.sources, strict=True), *((f[0], f[1]) for f in element.failed)]
+        else:
+            named = []
             layout = input_layout(self._config.input, self._config.output)
-            ref = DatasetRef(layout.relative(element), element, (element,))
-            message = f"file could not be read, its rows are in no dataset: {message}"
-        row = failure_row(ref, message, self._config.run_id, _now())
-        self._counters.count(row)
-        yield row
+            for item in element if isinstance(element, list) else [element]:
+                if isinstance(item, DatasetRef):
+                    named.append((item.dataset, item.source))
+                else:  # a file of a long table: its rows belong to no dataset now
+                    named.append((layout.relative(item), item))
+                    message = f"file could not be read, its rows are in no dataset: {message}"
+        if named:
+            datasets, sources = zip(*named, strict=True)
+            table = results_table(datasets, sources, [failed(message)] * len(named), self._config.run_id, _now())
+            self._counters.count(table)
+            yield table
+
+
+def _guarded(
+    pcoll: beam.PCollection, label: str, fn: beam.DoFn, split: Callable[[object], Iterable]
+) -> tuple[beam.PCollection, beam.PCollection]:
+    """``ParDo(fn)`` with dead letters; a failed element is retried piece by piece.
+
+    Returns:
+        The outputs, and the dead letters of the pieces that failed on their own.
+    """
+    good, dead = pcoll | label >> beam.ParDo(fn).with_exception_handling()
+    retried, still_dead = (
+        dead
+        | f"{label}Split" >> beam.FlatMap(lambda dead_letter: split(dead_letter[0]))
+        | f"{label}OneByOne" >> beam.ParDo(fn).with_exception_handling()
+    )
+    return (good, retried) | f"{label}Outputs" >> beam.Flatten(), still_dead
+
+
+def _singles(items: list) -> list[list]:
+    return [[item] for item in items]
+
+
+def _assemble(source: str, key: str, chunks: Iterable[KeyedChunk]) -> tuple[str, str, tuple]:
+    """Concatenate a key's chunks in file order, so results never depend on shuffling."""
+    ordered = sorted(chunks, key=lambda chunk: chunk.path)
+    return key, source, (np.concatenate([c.x for c in ordered]), np.concatenate([c.y for c in ordered]))
+
+
+def _rows_batch(loaded: list[tuple[str, str, tuple]]) -> Batch:
+    return Batch(tuple(k for k, _, _ in loaded), tuple(s for _, s, _ in loaded), [xy for _, _, xy in loaded])
+
+
+class ReadKeyedRowsFn(beam.DoFn):
+    """Reads one file of a long table and yields ``(key, KeyedChunk)`` per key (``rows`` form).
+
+    Rows with a null key yield one ``int`` (their count).
+    """
+
+    def __init__(self, key_column: str, x_column: str, y_column: str) -> None:
+        self._columns = (key_column, x_column, y_column)
+
+    def process(self, path: str) -> Iterator[tuple[str, KeyedChunk] | int]:
+        """Yield the file's chunks keyed by dataset id, then its null-key count."""
+        chunks, null_rows = read_keyed(path, *self._columns)
+        for chunk in chunks:
+            yield chunk.key, chunk
+        if null_rows:
+            yield null_rows
+
+
+def _split_counts(pcoll: beam.PCollection, label: str) -> tuple[beam.PCollection, beam.PCollection]:
+    """Separate the null-key counts (``int``) from the data elements."""
+    data, counts = pcoll | label >> beam.Partition(lambda e, _: 1 if isinstance(e, int) else 0, 2)
+    return data, counts
 
 
 def _count_null_keys(count: int) -> int:
@@ -188,9 +369,10 @@ def _count_null_keys(count: int) -> int:
 class FitDatasets(beam.PTransform):
     """Reads and fits every discovered dataset; exactly one output row per dataset.
 
-    Input: what :class:`pipeline.datasets.DiscoverDatasets` emits. Output: a dict with
-    ``rows`` (the output rows, :data:`pipeline.table.SCHEMA`) and ``null_keys``
-    (counts of rows skipped for a null key; empty unless grouping by column).
+    Input: what :class:`pipeline.datasets.DiscoverDatasets` emits (batches). Output: a
+    dict with ``tables`` (Arrow tables of output rows, :data:`pipeline.table.SCHEMA`)
+    and ``null_keys`` (counts of rows skipped for a null key; empty unless grouping
+    by column).
 
     Args:
         config: The job's configuration.
@@ -201,33 +383,44 @@ class FitDatasets(beam.PTransform):
         self._config = config
 
     def expand(self, found: beam.PCollection) -> dict[str, beam.PCollection]:
-        """Wire reading, fitting and the dead letters into one PCollection of rows."""
+        """Wire reading, merging, fitting and the dead letters into one PCollection of tables."""
         config = self._config
-        if config.key_column:
-            read, read_failed = (
-                found
-                | "ReadKeyed"
-                >> beam.ParDo(
-                    ReadKeyedFn(config.key_column, config.x_column, config.y_column)
-                ).with_exception_handling()
+        gram = config.fit.loss_form == "gram"
+        columns = (config.x_column, config.y_column)
+        null_keys = None
+        if config.group_by == GroupBy.COLUMN and gram:
+            read, read_dead = _guarded(found, "ReadKeyed", ReadKeyedPartsFn(config), _singles)
+            partials, null_keys = _split_counts(read, "SplitNullKeys")
+            batches = partials | "MergeParts" >> beam.CombinePerKey(MergePartialsFn()) | "Batches" >> beam.Values()
+        elif config.group_by == GroupBy.DIRECTORY and gram:
+            partials, read_dead = _guarded(found, "ReadParts", ReadPartsFn(*columns), _singles)
+            batches = partials | "MergeParts" >> beam.CombinePerKey(MergePartialsFn()) | "Batches" >> beam.Values()
+        elif config.group_by == GroupBy.COLUMN:
+            read, read_dead = _guarded(
+                found | "Files" >> beam.FlatMap(lambda paths: paths),
+                "ReadKeyed",
+                ReadKeyedRowsFn(config.key_column, *columns),
+                lambda path: [path],
             )
-            chunks, null_keys = read | "SplitNullKeys" >> beam.Partition(lambda kv, _: 0 if kv[0] is not None else 1, 2)
-            loaded = (
+            chunks, null_keys = _split_counts(read, "SplitNullKeys")
+            batches = (
                 chunks
                 | "GroupByKey" >> beam.GroupByKey()
                 | "Assemble" >> beam.MapTuple(lambda key, parts: _assemble(config.input, key, parts))
+                | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.batch_size)
+                | "RowsBatches" >> beam.Map(_rows_batch)
             )
-            null_keys = null_keys | "NullKeyCounts" >> beam.MapTuple(lambda _, count: _count_null_keys(count))
         else:
-            loaded, read_failed = (
-                found | "Read" >> beam.ParDo(ReadDatasetFn(config.x_column, config.y_column)).with_exception_handling()
-            )
-            null_keys = found.pipeline | "NoNullKeys" >> beam.Create([])
-        fitted, fit_failed = loaded | "Fit" >> beam.ParDo(FitDatasetFn(config)).with_exception_handling()
+            batches, read_dead = _guarded(found, "Read", ReadBatchFn(*columns, config.fit.loss_form), _singles)
+        fitted, fit_dead = _guarded(batches, "Fit", FitBatchFn(config), lambda batch: batch.split())
         failures = (
-            (read_failed, fit_failed)
+            (read_dead, fit_dead)
             | "DeadLetters" >> beam.Flatten()
-            | "FailedRows" >> beam.ParDo(_DeadLetterToRowFn(config))
+            | "FailedRows" >> beam.ParDo(_DeadLetterToRowsFn(config))
         )
-        rows = (fitted, failures) | "AllRows" >> beam.Flatten()
-        return {"rows": rows, "null_keys": null_keys}
+        tables = (fitted, failures) | "AllTables" >> beam.Flatten()
+        if null_keys is None:
+            null_keys = found.pipeline | "NoNullKeys" >> beam.Create([])
+        else:
+            null_keys = null_keys | "NullKeyCounts" >> beam.Map(_count_null_keys)
+        return {"tables": tables, "null_keys": null_keys}

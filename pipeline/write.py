@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from importlib import metadata
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import __version__
@@ -28,19 +29,27 @@ __all__ = ["SummarizeRows", "WriteTable", "check_output_writable", "commit_parti
 
 
 class SummarizeRows(beam.CombineFn):
-    """Counts datasets per status and rows used/dropped; mergeable across workers."""
+    """Counts datasets per status and rows used/dropped; mergeable across workers.
+
+    Inputs are Arrow tables of output rows (or single row dicts).
+    """
 
     def create_accumulator(self) -> dict:
         """Return an empty tally."""
         return {"datasets": 0, "rows_used": 0, "rows_dropped": 0, **{status: 0 for status in Status.ALL}}
 
-    def add_input(self, tally: dict, row: dict) -> dict:
-        """Count one output row."""
-        tally["datasets"] += 1
-        tally[row["status"]] += 1
-        if row["status"] != Status.FAILED:  # a failed dataset's rows were not used by any fit
-            tally["rows_used"] += row["n_rows"]
-        tally["rows_dropped"] += row["n_dropped"]
+    def add_input(self, tally: dict, rows: pa.Table | dict) -> dict:
+        """Count a table of output rows (or one row)."""
+        if isinstance(rows, dict):
+            rows = pa.Table.from_pylist([rows], schema=SCHEMA)
+        statuses = rows.column("status").to_pylist()
+        n_rows = rows.column("n_rows").to_pylist()
+        tally["datasets"] += len(statuses)
+        for status, used in zip(statuses, n_rows, strict=True):
+            tally[status] += 1
+            if status != Status.FAILED:  # a failed dataset's rows were not used by any fit
+                tally["rows_used"] += used
+        tally["rows_dropped"] += sum(rows.column("n_dropped").to_pylist())
         return tally
 
     def merge_accumulators(self, tallies: list[dict]) -> dict:
@@ -236,8 +245,8 @@ class _CommitFn(beam.DoFn):
 class WriteTable(beam.PTransform):
     """Writes the rows as this run's partition and commits it; outputs the manifest.
 
-    Input: a dict with ``rows`` (output rows) and ``null_keys`` (null-key row counts),
-    as :class:`pipeline.transforms.FitDatasets` returns it.
+    Input: a dict with ``tables`` (Arrow tables of output rows) and ``null_keys``
+    (null-key row counts), as :class:`pipeline.transforms.FitDatasets` returns it.
 
     Args:
         config: The job's configuration.
@@ -249,14 +258,14 @@ class WriteTable(beam.PTransform):
 
     def expand(self, results: dict[str, beam.PCollection]) -> beam.PCollection:
         """Write Parquet to the staging folder, then commit it with the manifest."""
-        rows = results["rows"]
-        files = rows | "WriteParquet" >> beam.io.WriteToParquet(
+        tables = results["tables"]
+        files = tables | "WriteParquet" >> beam.io.WriteToParquetBatched(
             FileSystems.join(staging_dir(self._config), f"part-{self._config.run_id}"),
             SCHEMA,
             codec="snappy",
             file_name_suffix=".parquet",
         )
-        summary = rows | "Summarize" >> beam.CombineGlobally(SummarizeRows())
+        summary = tables | "Summarize" >> beam.CombineGlobally(SummarizeRows())
         null_keys = results["null_keys"] | "SumNullKeys" >> beam.CombineGlobally(sum)
         return (
             files

@@ -48,10 +48,11 @@ def _tree(root: Path) -> None:
         (root / name).write_bytes(b"")
 
 
-def _config(root: Path, group_by: str = "file") -> JobConfig:
+def _config(root: Path, group_by: str = "file", loss_form: str = "gram", batch_size: int = 2000) -> JobConfig:
     return JobConfig(
         input=str(root), output=str(root / "out"), run_date="2026-01-01", group_by=group_by, key_column=None,
-        x_column="x", y_column="y", fit=FitConfig(), run_id="r", started_at=NOW,
+        x_column="x", y_column="y", fit=FitConfig(loss_form=loss_form), run_id="r", started_at=NOW,
+        batch_size=batch_size,
     )  # fmt: skip
 
 
@@ -67,7 +68,9 @@ def test_list_dataset_files(tmp_path: Path) -> None:
 def test_discover_one_dataset_per_file(tmp_path: Path) -> None:
     _tree(tmp_path)
     with TestPipeline() as p:
-        refs = p | DiscoverDatasets(_config(tmp_path))
+        batches = p | DiscoverDatasets(_config(tmp_path, batch_size=2))
+        assert_that(batches | beam.Map(len), equal_to([2, 2, 1]), label="BatchSizes")
+        refs = batches | beam.FlatMap(lambda batch: batch)
         assert_that(
             refs | beam.Map(lambda ref: (ref.dataset, ref.source == ref.paths[0], len(ref.paths))),
             equal_to(
@@ -87,7 +90,7 @@ def test_discover_one_dataset_per_directory(tmp_path: Path) -> None:
     _tree(tmp_path)
     root = str(tmp_path)
     with TestPipeline() as p:
-        refs = p | DiscoverDatasets(_config(tmp_path, "directory"))
+        refs = p | DiscoverDatasets(_config(tmp_path, "directory", "rows")) | beam.FlatMap(lambda batch: batch)
         assert_that(
             refs,
             equal_to(
@@ -103,4 +106,23 @@ def test_discover_one_dataset_per_directory(tmp_path: Path) -> None:
                 ]
             ),  # fmt: skip
             label="Directories",
+        )
+
+
+def test_discover_directory_parts_one_by_one_for_gram(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    root = str(tmp_path)
+    with TestPipeline() as p:
+        refs = p | DiscoverDatasets(_config(tmp_path, "directory")) | beam.FlatMap(lambda batch: batch)
+        assert_that(
+            refs | beam.Map(lambda ref: (ref.dataset, ref.source, ref.paths)),
+            equal_to(
+                [
+                    (".", root, (f"{root}/a.parquet",)),
+                    ("sub", f"{root}/sub", (f"{root}/sub/b c é.parquet",)),
+                    ("parts/p1", f"{root}/parts/p1", (f"{root}/parts/p1/part-0.parquet",)),
+                    ("parts/p1", f"{root}/parts/p1", (f"{root}/parts/p1/part-1.parquet",)),
+                    ("parts/p2", f"{root}/parts/p2", (f"{root}/parts/p2/part-0.parquet",)),
+                ]
+            ),  # fmt: skip
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -18,11 +19,19 @@ from tests.conftest import lstsq, write_parquet
 from tests.pipeline.test_options import NOW
 
 
-def _config(root: Path, group_by: str = "file", key: str | None = None) -> JobConfig:
+def _config(root: Path, group_by: str = "file", key: str | None = None, form: str = "gram") -> JobConfig:
     return JobConfig(
         input=str(root), output=str(root.parent / "out"), run_date="2026-01-01", group_by=group_by,
-        key_column=key, x_column="x", y_column="y", fit=FitConfig(), run_id="run-1", started_at=NOW,
+        key_column=key, x_column="x", y_column="y", fit=FitConfig(loss_form=form), run_id="run-1", started_at=NOW,
+        batch_size=3,
     )  # fmt: skip
+
+
+FORMS = pytest.mark.parametrize("form", ["gram", "rows"])
+
+
+def _rows(results: dict) -> beam.PCollection:
+    return results["tables"] | "Rows" >> beam.FlatMap(lambda table: table.to_pylist())
 
 
 def _rounded(row: dict) -> tuple:
@@ -32,7 +41,8 @@ def _rounded(row: dict) -> tuple:
     return row["dataset"], row["status"], w, b, row["n_rows"], row["n_dropped"]
 
 
-def test_good_and_bad_files_each_get_exactly_one_row(tmp_path: Path) -> None:
+@FORMS
+def test_good_and_bad_files_each_get_exactly_one_row(tmp_path: Path, form: str) -> None:
     root = tmp_path / "in"
     rng = np.random.default_rng(0)
     x = rng.normal(size=200)
@@ -46,9 +56,9 @@ def test_good_and_bad_files_each_get_exactly_one_row(tmp_path: Path) -> None:
     (root / "bad/zero.parquet").write_bytes(b"")
     (root / "bad/corrupt.parquet").write_bytes(bytes(range(256)) * 4)
     w, b = round(lstsq(x, y)[0], 9), round(lstsq(x, y)[1], 9)
-    config = _config(root)
+    config = _config(root, form=form)
     with TestPipeline() as p:
-        rows = (p | DiscoverDatasets(config) | FitDatasets(config))["rows"]
+        rows = _rows(p | DiscoverDatasets(config) | FitDatasets(config))
         assert_that(
             rows | beam.Map(_rounded),
             equal_to(
@@ -79,7 +89,8 @@ def test_good_and_bad_files_each_get_exactly_one_row(tmp_path: Path) -> None:
         )
 
 
-def test_directory_grouping_concatenates_part_files(tmp_path: Path) -> None:
+@FORMS
+def test_directory_grouping_concatenates_part_files(tmp_path: Path, form: str) -> None:
     root = tmp_path / "in"
     rng = np.random.default_rng(1)
     x = rng.uniform(0, 10, 300)
@@ -90,16 +101,17 @@ def test_directory_grouping_concatenates_part_files(tmp_path: Path) -> None:
         )
     write_parquet(root / "store=b" / "part-0.parquet", x=[1.0, 2.0])
     w, b = (round(v, 9) for v in lstsq(x, y))
-    config = _config(root, "directory")
+    config = _config(root, "directory", form=form)
     with TestPipeline() as p:
-        rows = (p | DiscoverDatasets(config) | FitDatasets(config))["rows"]
+        rows = _rows(p | DiscoverDatasets(config) | FitDatasets(config))
         assert_that(
             rows | beam.Map(_rounded),
             equal_to([("store=a", "ok", w, b, 300, 0), ("store=b", "failed", None, None, 0, 0)]),
         )
 
 
-def test_column_grouping_spans_files_and_counts_null_keys(tmp_path: Path) -> None:
+@FORMS
+def test_column_grouping_spans_files_and_counts_null_keys(tmp_path: Path, form: str) -> None:
     root = tmp_path / "in"
     rng = np.random.default_rng(2)
     keys = np.array(["s1", "s2", "s3"] * 100, dtype=object)
@@ -116,13 +128,14 @@ def test_column_grouping_spans_files_and_counts_null_keys(tmp_path: Path) -> Non
         w, b = lstsq(x[mask], y[mask])
         expected.append((key, "ok", round(w, 9), round(b, 9), int(mask.sum()), 0))
     expected.append(("part-9.parquet", "failed", None, None, 0, 0))
-    config = _config(root, "column", "sensor")
+    config = _config(root, "column", "sensor", form)
     with TestPipeline() as p:
         results = p | DiscoverDatasets(config) | FitDatasets(config)
-        assert_that(results["rows"] | beam.Map(_rounded), equal_to(expected), label="Rows")
+        rows = _rows(results)
+        assert_that(rows | beam.Map(_rounded), equal_to(expected), label="Rows")
         assert_that(results["null_keys"] | beam.CombineGlobally(sum), equal_to([2]), label="NullKeys")
         assert_that(
-            results["rows"] | beam.Filter(lambda r: r["status"] == "failed") | beam.Map(lambda r: r["error"][:45]),
+            rows | beam.Filter(lambda r: r["status"] == "failed") | beam.Map(lambda r: r["error"][:45]),
             equal_to(["file could not be read, its rows are in no da"]),
             label="UnreadableFile",
         )

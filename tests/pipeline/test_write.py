@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -120,7 +121,14 @@ def test_output_check_fails_under_a_regular_file(tmp_path: Path) -> None:
 def test_write_table_pipeline_produces_partition_with_all_rows(tmp_path: Path) -> None:
     config = _config(tmp_path / "table")
     with TestPipeline() as p:
-        results = {"rows": p | "Rows" >> beam.Create(ROWS), "null_keys": p | "Nulls" >> beam.Create([2, 3])}
+        results = {
+            "tables": p
+            | "Rows"
+            >> beam.Create(
+                [pa.Table.from_pylist(ROWS[:2], schema=SCHEMA), pa.Table.from_pylist(ROWS[2:], schema=SCHEMA)]
+            ),
+            "null_keys": p | "Nulls" >> beam.Create([2, 3]),
+        }
         _ = results | WriteTable(config)
     final = Path(partition_dir(config))
     table = pq.read_table([str(path) for path in final.glob("*.parquet")], schema=SCHEMA)
