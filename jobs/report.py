@@ -19,7 +19,6 @@ partition, bad option, matplotlib not installed, output not writable).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import sys
@@ -92,9 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     """Write the report; return the process exit status."""
     try:
         args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-        if importlib.util.find_spec("matplotlib") is None:
-            raise _UsageError("matplotlib is not installed; pip install 'tapefit[report]'")
         os.environ.setdefault("MPLBACKEND", "Agg")
+        try:
+            import matplotlib  # noqa: F401 (checked here so a missing extra is one line, not a traceback)
+        except ImportError:
+            raise _UsageError("matplotlib is not installed; pip install 'tapefit[report]'") from None
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         for handler in logging.getLogger().handlers:  # Beam's import-time notice about optional GCP clients
             handler.addFilter(lambda record: "apitools not found" not in record.getMessage())
