@@ -75,6 +75,8 @@ def _empty(axes: Axes, text: str) -> None:
 
 
 def _stacked(axes: Axes, values: dict[str, np.ndarray], bins: np.ndarray) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     statuses = list(values)
     axes.hist(
         [values[s] for s in statuses],
@@ -86,6 +88,7 @@ def _stacked(axes: Axes, values: dict[str, np.ndarray], bins: np.ndarray) -> Non
         linewidth=0.4,
     )
     axes.set_ylabel("datasets")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     if len(statuses) > 1:
         axes.legend(fontsize=8, frameon=False)
 
@@ -163,7 +166,9 @@ def _steps_histogram(axes: Axes, values: dict[str, np.ndarray], max_steps: int |
             "max_steps ", (max_steps, 0.95), xycoords=("data", "axes fraction"), fontsize=8, va="top", ha="right"
         )
     common, count = np.unique(everything, return_counts=True)
-    axes.set_title(f"steps (most often {int(common[count.argmax()])}, {count.max()} of {everything.size})", fontsize=9)
+    most, size = int(common[count.argmax()]), everything.size
+    detail = f"all at {most}" if count.max() == size else f"{count.max()} at {most}" if count.max() * 2 > size else ""
+    axes.set_title(f"gradient-descent steps (n = {size}{', ' + detail if detail else ''})", fontsize=9)
 
 
 def distribution_charts(rows: list[dict], max_steps: int | None) -> list[Chart]:

@@ -20,6 +20,7 @@ __all__ = [
     "Comparison",
     "compare",
     "error_reasons",
+    "explain",
     "pick_panels",
     "problems",
     "relative_change",
@@ -66,15 +67,24 @@ def problems(rows: list[dict]) -> list[dict]:
     return sorted((row for row in rows if row["status"] in rank), key=lambda r: (rank[r["status"]], r["dataset"]))
 
 
-def _reason(error: str | None) -> str:
+def explain(row: dict) -> str:
+    """The row's error, or for a ``not_converged`` row (which has none) what happened."""
+    if row["error"]:
+        return row["error"]
+    if row["status"] == "not_converged":
+        return f"reached max_steps ({row['steps']:,}) before the gradient met the tolerance; w, b are the last step's"
+    return ""
+
+
+def _reason(error: str) -> str:
     """An error message without its particulars: the part before ``:`` or ``(``, numbers as N."""
-    text = re.split(r"[:(]", error or "no message", maxsplit=1)[0].strip() or (error or "").strip()
-    return re.sub(r"\d+(\.\d+)?", "N", text)
+    text = re.split(r"[:(;]", error or "no message", maxsplit=1)[0].strip() or error.strip()
+    return re.sub(r"\d[\d,]*(\.\d+)?", "N", text)
 
 
 def error_reasons(rows: list[dict]) -> list[tuple[str, str, int]]:
     """Return ``(status, reason, count)`` for the problem rows, most frequent first."""
-    counts = Counter((row["status"], _reason(row["error"])) for row in problems(rows))
+    counts = Counter((row["status"], _reason(explain(row))) for row in problems(rows))
     return sorted(((status, reason, n) for (status, reason), n in counts.items()), key=lambda t: (-t[2], t[0], t[1]))
 
 

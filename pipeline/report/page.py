@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pipeline.report.charts import COLOURS, Chart
-from pipeline.report.data import STATUSES, Comparison
+from pipeline.report.data import STATUSES, Comparison, explain
 from pipeline.report.samples import Panel
 
 __all__ = ["MAX_LISTED", "MAX_PROBLEMS", "PageParts", "render_page"]
@@ -35,7 +35,7 @@ nav { margin: 8px 0; } nav a { margin-right: 16px; }
 .facts dt { color: #616161; } .facts dd { margin: 0; overflow-wrap: anywhere; }
 table { border-collapse: collapse; font-size: 13px; margin: 4px 0; }
 th, td { padding: 3px 10px 3px 0; border-bottom: 1px solid #eeeeee; text-align: left; vertical-align: top; }
-th { color: #616161; font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { color: #616161; font-weight: 600; } .num { text-align: right; font-variant-numeric: tabular-nums; }
 td.err { max-width: 640px; overflow-wrap: anywhere; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(380px, 1fr)); gap: 12px; }
 .card { border: 1px solid #e0e0e0; border-left-width: 5px; border-radius: 6px; padding: 6px 8px; }
@@ -196,7 +196,7 @@ def _problems(parts: PageParts) -> str:
                     _num(r["steps"]),
                     _num(r["n_rows"]),
                     _num(r["n_dropped"]),
-                    _e(r["error"] or ""),
+                    _e(explain(r)),
                 ),
                 numeric=(2, 3, 4),
                 error=5,
@@ -257,8 +257,8 @@ def _fits(parts: PageParts) -> str:
         "<section id='fits'><h2>Fits against the closed form</h2><p class='sub'>Points: the source data read again "
         "(a random sample of at most a few thousand). Solid line: tapefit's w, b. Dashed black line: the exact "
         "least-squares optimum. Where gradient descent landed right, the two lines coincide.</p>"
-        + grid(f"The {len(parts.worst)} worst fits by r²", parts.worst, "No dataset has an r².")
-        + grid(f"{len(parts.random_ok)} random ok datasets", parts.random_ok, "No other ok dataset.")
+        + grid(f"Worst fits by r² ({len(parts.worst)})", parts.worst, "No dataset has an r².")
+        + grid(f"Random ok datasets ({len(parts.random_ok)})", parts.random_ok, "No other ok dataset.")
         + "</section>"
     )
 

@@ -130,7 +130,8 @@ def every_status_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "wild/big_x": (1000, 2000),  # curvature ~1e6: explodes, diverged
     }.items():  # fmt: skip
         x = rng.uniform(low, high, 300)
-        write_parquet(root / f"{name}.parquet", x=x, y=1.5 * x + 0.5 + rng.normal(0, 0.1, 300))
+        slope = 2000.0 if name == "slow/tiny_x" else 1.5  # visibly sloped, yet the crawl stays flat
+        write_parquet(root / f"{name}.parquet", x=x, y=slope * x + 0.5 + rng.normal(0, 0.1, 300))
     (root / "broken").mkdir()
     (root / "broken/corrupt.parquet").write_bytes(b"not parquet at all")
     write_parquet(root / f"{ODD_ID}.parquet", x=[2.0, 2.0, 2.0], y=[1.0, 2.0, 3.0])

@@ -14,7 +14,7 @@ from pipeline.report.data import compare, error_reasons, pick_panels, problems, 
 
 def row(dataset: str, status: str = "ok", r2: float | None = 0.99, w: float | None = 1.0, b: float | None = 0.0,
         error: str | None = None) -> dict:  # fmt: skip
-    return {"dataset": dataset, "status": status, "r2": r2, "w": w, "b": b, "error": error, "run_id": "r1"}
+    return {"dataset": dataset, "status": status, "r2": r2, "w": w, "b": b, "error": error, "steps": 9, "run_id": "r1"}
 
 
 def test_counts_problems_and_reasons() -> None:
@@ -32,7 +32,7 @@ def test_counts_problems_and_reasons() -> None:
         ("failed", "not a readable Parquet file", 2),
         ("diverged", "loss became inf at step N", 1),
         ("failed", "needs at least N rows with finite x and y, found N", 1),
-        ("not_converged", "no message", 1),
+        ("not_converged", "reached max_steps", 1),
     ]
 
 
