@@ -14,11 +14,11 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.run-deps: setup.py | $(VENV)/bin/python
-	$(PIP) -e .
+	$(PIP) -e '.[report]'
 	touch $@
 
 $(VENV)/.test-deps: setup.py | $(VENV)/bin/python
-	$(PIP) -e '.[test]'
+	$(PIP) -e '.[test,report]'
 	touch $@ $(VENV)/.run-deps
 
 run: $(VENV)/.run-deps
@@ -28,6 +28,8 @@ run: $(VENV)/.run-deps
 	$(PY) -m jobs.show_results --table $(OUT)/parts --run_date $(RUN_DATE) --truth sample_data/truth.csv --layout parts
 	$(PY) -m jobs.fit_lines --input sample_data/long --output $(OUT)/long --group_by column:dataset --run_date $(RUN_DATE)
 	$(PY) -m jobs.show_results --table $(OUT)/long --run_date $(RUN_DATE) --truth sample_data/truth.csv --layout long
+	$(PY) -m jobs.report --table $(OUT)/files --run_date $(RUN_DATE)
+	@echo "report of the files layout: open $(OUT)/files/run_date=$(RUN_DATE)/_report.html in a browser"
 
 test: $(VENV)/.test-deps
 	$(PY) -m pytest -q tests

@@ -24,7 +24,8 @@ setup(
         "tensorflow>=2.16",
     ],
     extras_require={
-        "test": ["pytest>=8", "duckdb>=1.0"],
+        "report": ["matplotlib>=3.7"],
+        "test": ["pytest>=8", "duckdb>=1.0", "matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["tapefit=jobs.fit_lines:console_main"]},
 )

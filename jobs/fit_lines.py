@@ -60,6 +60,8 @@ def _help() -> str:
     return parser.format_help() + (
         "\nAny Beam pipeline option may follow, e.g. --runner DataflowRunner, "
         "--direct_running_mode multi_processing --direct_num_workers 2, --temp_location gs://...\n"
+        "\nSubcommand: tapefit report --table TABLE_DIR [--run_date D] [--out FILE] writes an HTML report "
+        "of a partition (tapefit report --help).\n"
     )
 
 
@@ -160,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def console_main() -> None:
-    """Entry point of the ``tapefit`` console command."""
+    """Entry point of the ``tapefit`` console command (``tapefit report ...`` runs :mod:`jobs.report`)."""
+    if sys.argv[1:2] == ["report"]:
+        from jobs import report
+
+        sys.exit(report.main(sys.argv[2:]))
     sys.exit(main())
 
 

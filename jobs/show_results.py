@@ -19,57 +19,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from pipeline.partitions import MissingError, find_partition, load_partition
 
 __all__ = ["ERROR_WIDTH", "MissingError", "find_partition", "load_partition", "load_truth", "main", "render"]
 
 ERROR_WIDTH = 60
 _LAYOUTS = {"file": "files", "directory": "parts", "column": "long"}
-
-
-class MissingError(Exception):
-    """Something the user named does not exist; one line for stderr."""
-
-
-def find_partition(table: Path, run_date: str | None) -> Path:
-    """Return ``table/run_date=D``, or the latest ``run_date=*`` folder when ``run_date`` is None.
-
-    Raises:
-        MissingError: if the table or the partition does not exist.
-    """
-    if not table.is_dir():
-        raise MissingError(f"no such table directory: {table}")
-    if run_date is not None:
-        folder = table / f"run_date={run_date}"
-        if not folder.is_dir():
-            raise MissingError(f"no partition run_date={run_date} in {table}")
-        return folder
-    folders = sorted(path for path in table.glob("run_date=*") if path.is_dir())
-    if not folders:
-        raise MissingError(f"no run_date=* partition in {table}")
-    return folders[-1]
-
-
-def load_partition(folder: Path) -> tuple[list[dict], dict | None]:
-    """Return the partition's rows sorted by dataset, and its manifest (None if absent).
-
-    Raises:
-        MissingError: if the folder holds no Parquet file.
-    """
-    files = sorted(folder.glob("*.parquet"))
-    if not files:
-        raise MissingError(f"no Parquet files in {folder}")
-    rows = pa.concat_tables([pq.read_table(path) for path in files]).to_pylist()
-    manifest_path = folder / "_manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
-    return sorted(rows, key=lambda row: row["dataset"]), manifest
 
 
 def load_truth(path: Path, layout: str) -> dict[str, dict[str, str]]:

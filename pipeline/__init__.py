@@ -10,6 +10,8 @@ The package is layered so a newcomer finds each part by its file name:
 * ``table``     - the output table: schema, rows, partition commit and manifest;
 * ``transforms``- the Beam transforms that wire these together;
 * ``build``     - ``build(p, config)``, the whole pipeline graph.
+* ``partitions``- reading committed partitions back (no Beam);
+* ``report``    - the HTML report of a partition (``tapefit report``; matplotlib).
 """
 
 __version__ = "0.1.0"
