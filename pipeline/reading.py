@@ -110,7 +110,7 @@ def iter_tables(path: str, columns: list[str], chunk_rows: int = CHUNK_ROWS) -> 
     with open_parquet(path, columns) as parquet:
         try:
             if parquet.metadata.num_rows <= chunk_rows:
-                yield parquet.read(columns=columns)
+                yield parquet.read(columns=columns, use_threads=False)  # small: threads cost more than they save
                 return
             for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns, use_threads=False):
                 yield pa.Table.from_batches([batch])

@@ -25,6 +25,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from apache_beam.metrics import Metrics
+from apache_beam.utils.shared import Shared
 
 from pipeline.batches import Batch, MergePartialsFn, Partials, shard_of
 from pipeline.datasets import DatasetRef, input_layout
@@ -230,23 +231,25 @@ class ReadKeyedPartsFn(beam.DoFn):
 class FitBatchFn(beam.DoFn):
     """Fits a :class:`Batch` in one compiled call and yields its rows as an Arrow table.
 
-    The compiled TensorFlow loop is built in :meth:`setup`, once per DoFn instance
-    (worker thread), and reused for every batch.
+    The compiled TensorFlow loop is built in :meth:`setup` and shared by every thread
+    and DoFn instance of a worker process that hold the same ``shared`` handle.
 
     Args:
         config: The job's configuration.
+        shared: Handle through which instances share one :class:`~pipeline.fit.LineFitter`.
     """
 
-    def __init__(self, config: JobConfig) -> None:
+    def __init__(self, config: JobConfig, shared: Shared | None = None) -> None:
         self._config = config
+        self._shared = shared or Shared()
         self._fitter = None  # a pipeline.fit.LineFitter, built in setup()
         self._counters = None  # _Counters, built in setup()
 
     def setup(self) -> None:
-        """Import TensorFlow and trace the descent loop."""
+        """Import TensorFlow and trace the descent loop (once per worker process)."""
         from pipeline.fit import LineFitter
 
-        self._fitter = LineFitter(self._config.fit)
+        self._fitter = self._shared.acquire(lambda: LineFitter(self._config.fit))
         self._counters = _Counters()
 
     def process(self, batch: Batch) -> Iterator[pa.Table]:
@@ -412,7 +415,7 @@ class FitDatasets(beam.PTransform):
             )
         else:
             batches, read_dead = _guarded(found, "Read", ReadBatchFn(*columns, config.fit.loss_form), _singles)
-        fitted, fit_dead = _guarded(batches, "Fit", FitBatchFn(config), lambda batch: batch.split())
+        fitted, fit_dead = _guarded(batches, "Fit", FitBatchFn(config, Shared()), lambda batch: batch.split())
         failures = (
             (read_dead, fit_dead)
             | "DeadLetters" >> beam.Flatten()
