@@ -117,9 +117,9 @@ def measure(cmd: list[str], timeout: float | None = None, linger: float = 10.0) 
         linger: Seconds to wait for descendants still running after the command exits.
 
     Returns:
-        ``returncode`` (``None`` on timeout), ``wall_s``, ``max_rss_mb`` (largest process, from
-        getrusage), ``sampled_max_rss_mb``, ``sampled_max_procs``, ``subreaper`` and
-        ``killed_leftovers``.
+        ``returncode`` (``None`` on timeout), ``wall_s``, ``cpu_s`` (user + system, all reaped
+        descendants), ``max_rss_mb`` (largest process, from getrusage), ``sampled_max_rss_mb``,
+        ``sampled_max_procs``, ``subreaper`` and ``killed_leftovers``.
     """
     subreaper = _make_subreaper()
     sampler = _Sampler()
@@ -135,10 +135,12 @@ def measure(cmd: list[str], timeout: float | None = None, linger: float = 10.0) 
     wall = time.perf_counter() - start
     leftovers = _reap_all(linger)
     sampler.stop()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "returncode": returncode,
         "wall_s": wall,
-        "max_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "max_rss_mb": usage.ru_maxrss / 1024,
         "sampled_max_rss_mb": sampler.max_rss_kb / 1024,
         "sampled_max_procs": sampler.max_procs,
         "subreaper": subreaper,

@@ -57,8 +57,9 @@ class Moments:
             sxy_b = np.bincount(codes, weights=dx * dy, minlength=size)[groups]
         self._merge(groups, n_b, mx_b, my_b, sxx_b, sxy_b)
 
-    def _merge(self, g: np.ndarray, n_b: np.ndarray, mx_b: np.ndarray, my_b: np.ndarray, sxx_b: np.ndarray,
-               sxy_b: np.ndarray) -> None:  # fmt: skip
+    def _merge(
+        self, g: np.ndarray, n_b: np.ndarray, mx_b: np.ndarray, my_b: np.ndarray, sxx_b: np.ndarray, sxy_b: np.ndarray
+    ) -> None:
         self._grow(int(g.max()) + 1)
         n_a = self.n[g]
         n = n_a + n_b

@@ -91,11 +91,11 @@ FULL = {
     "L": Workload("L", "directory", 1, 50_000_000, 100, eager_sample=0),
     "K": Workload("K", "column", 10_000, 2_000, 20, eager_sample=3),
 }
-QUICK = {
-    "S": Workload("S", "file", 500, 100, 500, eager_sample=3),
-    "M": Workload("M", "file", 20, 50_000, 20, eager_sample=1),
-    "L": Workload("L", "directory", 1, 2_000_000, 10, eager_sample=0),
-    "K": Workload("K", "column", 500, 2_000, 4, eager_sample=3),
+QUICK = {  # a minute or so in all, most of it tapefit's start-up; the eager loop only on S
+    "S": Workload("S", "file", 200, 100, 200, eager_sample=3),
+    "M": Workload("M", "file", 10, 50_000, 10, eager_sample=0),
+    "L": Workload("L", "directory", 1, 1_000_000, 10, eager_sample=0),
+    "K": Workload("K", "column", 200, 2_000, 4, eager_sample=0),
 }
 
 
