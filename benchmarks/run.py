@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shlex
 import sys
 import time
@@ -55,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="workload cache (default: %(default)s)")
     parser.add_argument("--out", type=Path, help="results JSON (default: CACHE/results.json)")
     parser.add_argument(
-        "--tapefit_args", default="", help='extra arguments for all tapefit runs, e.g. "--dtype float32"'
+        "--tapefit_args", default="", help='extra arguments for all tapefit runs: --tapefit_args="--dtype float32"'
     )
     parser.add_argument(
         "--variant",
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     for workload in args.workloads:
         rows += _run_workload(workload, inputs[workload.name], args)
     targets = evaluate_targets(rows)
+    machine["load_average_at_end"] = os.getloadavg()
     mode = "quick (scaled down: indicative only)" if args.quick else "full"
     print(f"\ntapefit benchmark, {mode}; reference: DuckDB; RSS: largest single process\n")
     print(format_table(rows))
