@@ -50,3 +50,12 @@ def test_dataset_ids_follow_tapefit():
     assert dataset_id("/in/g000/d000001.parquet", "/in", "file") == "g000/d000001"
     assert dataset_id("/in/part-00001.parquet", "/in", "directory") == "."
     assert dataset_id("/in/store=x/part-0.parquet", "/in", "directory") == "store=x"
+
+
+def test_generation_in_chunks_writes_every_dataset(tmp_path, monkeypatch):
+    monkeypatch.setattr("benchmarks.workloads._CHUNK_ROWS", 70)  # 2 datasets of 30 rows per chunk
+    workload = TINY["file"]
+    generate(workload, tmp_path)
+    ids = [str(p.relative_to(tmp_path).with_suffix("")) for p in parquet_files(tmp_path)]
+    assert ids == workload.ids()
+    assert all(pq.read_table(p).num_rows == workload.rows for p in parquet_files(tmp_path))
