@@ -1,5 +1,6 @@
 # tapefit: `make run` fits the sample data, `make test` runs the test suite.
 # Both create .venv on first use; nothing else needs to be installed by hand.
+# `make bench` runs the side-by-side benchmark (BENCH_ARGS="--workloads S,M" ...); `make bench-quick` a small one.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -7,8 +8,9 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 RUN_DATE ?= $(shell date -u +%Y-%m-%d)
 OUT    ?= out
+BENCH_ARGS ?=
 
-.PHONY: run test lint sample-data clean
+.PHONY: run test lint sample-data bench bench-quick clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +38,13 @@ test: $(VENV)/.test-deps
 
 lint: $(VENV)/.test-deps
 	$(PIP) ruff
-	$(VENV)/bin/ruff check pipeline jobs tests setup.py && $(VENV)/bin/ruff format --check pipeline jobs tests setup.py
+	$(VENV)/bin/ruff check pipeline jobs benchmarks tests setup.py && $(VENV)/bin/ruff format --check pipeline jobs benchmarks tests setup.py
+
+bench: $(VENV)/.test-deps
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.test-deps
+	$(PY) -m benchmarks.run --quick $(BENCH_ARGS)
 
 sample-data: $(VENV)/.run-deps
 	$(PY) -m jobs.make_sample_data --out sample_data

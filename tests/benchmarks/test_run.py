@@ -1,0 +1,93 @@
+"""`python -m benchmarks.run --quick` as a real subprocess, so the harness never rots.
+
+Nothing here is timed: the numbers are checked for shape and agreement, never for speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+WORKLOADS = ("S", "K")  # file and column layouts; the directory layout's pieces are in test_parts
+
+
+def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_help():
+    result = _run("--help", timeout=60)
+    assert result.returncode == 0
+    for flag in ("--quick", "--workloads", "--contenders", "--out", "--cache", "--tapefit_args", "--variant"):
+        assert flag in result.stdout
+
+
+def test_unknown_workload_is_a_usage_error():
+    result = _run("--workloads", "S,X", timeout=60)
+    assert result.returncode == 2 and "unknown workload" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "results.json"
+    result = _run("--quick", "--workloads", ",".join(WORKLOADS), "--cache", str(tmp / "cache"), "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "targets (reported, not asserted)" in result.stdout
+    return json.loads(out.read_text())
+
+
+def test_report_structure(report):
+    assert report["mode"] == "quick"
+    assert set(report["workloads"]) == set(WORKLOADS)
+    machine = report["machine"]
+    assert machine["cpus_usable"] >= 1 and machine["python"]
+    assert {"apache-beam", "tensorflow", "pyarrow", "duckdb", "numpy"} <= set(machine["versions"])
+    assert report["targets"] and all({"target", "value", "limit", "met"} <= set(t) for t in report["targets"])
+
+
+def test_every_contender_ran_on_every_workload(report):
+    names = [c["name"] for c in report["contenders"]]
+    assert names[0] == "duckdb" and {"tapefit-mp2", "tapefit-inproc", "pyarrow", "numpy", "eager"} <= set(names)
+    rows = {(r["workload"], r["contender"]): r for r in report["results"]}
+    assert set(rows) == {(w, c) for w in WORKLOADS for c in names}
+    for (workload, contender), row in rows.items():
+        if contender == "eager" and not report["workloads"][workload]["eager_sample"]:
+            assert row["status"] == "skipped"
+            continue
+        assert row["status"] == "ok", row
+        assert row["wall_s"] > 0 and row["max_rss_mb"] > 0
+        assert row["max_rss_mb"] >= row["sampled_max_rss_mb"] - 1  # getrusage saw every process sampling saw
+        assert row["missing"] == row["extra"] == row["not_ok"] == row["n_rows_mismatch"] == 0, row
+
+
+def test_fits_agree_with_duckdb(report):
+    for row in report["results"]:
+        if row["contender"].startswith("tapefit") or row["contender"] in ("numpy", "eager"):
+            if row["status"] == "ok":
+                assert row["max_rel_diff_w"] < 1e-6 and row["max_rel_diff_b"] < 1e-6, row
+        if row["contender"] == "duckdb":
+            assert row["ratio_vs_duckdb"] == 1.0
+
+
+def test_multi_process_workers_are_measured(report):
+    row = next(r for r in report["results"] if r["contender"] == "tapefit-mp2")
+    assert row["sampled_max_procs"] >= 3  # the launcher and its two DirectRunner workers (plus their shells)
+
+
+def test_eager_is_timed_per_dataset(report):
+    row = next(r for r in report["results"] if r["contender"] == "eager" and r["status"] == "ok")
+    assert len(row["seconds_by_dataset"]) == report["workloads"][row["workload"]]["eager_sample"]
+    assert set(row["speedup_per_dataset"]) == {"tapefit-mp2", "tapefit-inproc"}
