@@ -44,8 +44,7 @@ IN_PROCESS = ("--direct_running_mode", "in_memory")
 TAPEFIT_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tapefit-mp2", MULTI_PROCESS),
     ("tapefit-inproc", IN_PROCESS),
-    # ("tapefit-mp2-gram", (*MULTI_PROCESS, "--loss_form", "gram")),  # once --loss_form is merged
-    # ("tapefit-mp2-rows", (*MULTI_PROCESS, "--loss_form", "rows")),
+    ("tapefit-mp2-rows", (*MULTI_PROCESS, "--loss_form", "rows")),
 )
 BASELINES = ("duckdb", "pyarrow", "numpy")
 

@@ -52,7 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="scaled-down workloads (about a minute in all)")
     parser.add_argument("--workloads", default="S,M,L,K", help="comma-separated subset of S,M,L,K (default: all)")
-    parser.add_argument("--contenders", default=",".join(names), help=f"comma-separated subset of {','.join(names)}")
+    parser.add_argument(
+        "--contenders",
+        default=None,
+        help=f"comma-separated subset of {','.join(names)} (default: all; --quick leaves out the rows-form variant)",
+    )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="workload cache (default: %(default)s)")
     parser.add_argument("--out", type=Path, help="results JSON (default: CACHE/results.json)")
     parser.add_argument(
@@ -74,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown workload(s) {','.join(bad)}; choose from {','.join(scale)}")
     args.workloads = [scale[w] for w in wanted]
     everyone = {c.name: c for c in default_contenders(args.variant)}
+    if args.contenders is None:
+        args.contenders = ",".join(n for n in names if not (args.quick and n.endswith("-rows")))
     chosen = [c.strip() for c in args.contenders.split(",") if c.strip()]
     chosen += [name for name, _ in args.variant if name not in chosen]
     if bad := [c for c in chosen if c not in everyone]:
