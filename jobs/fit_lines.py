@@ -120,6 +120,8 @@ def _prepare(argv: list[str]):  # noqa: ANN202 (returns Beam options and JobConf
 def _summary(manifest: dict, seconds: float) -> str:
     counts, rows = manifest["counts"], manifest["rows"]
     statuses = " · ".join(f"{name} {counts[name]}" for name in ("ok", "not_converged", "diverged", "failed"))
+    if counts.get("reused"):
+        statuses += f" (reused unchanged: {counts['reused']})"
     lines = [
         f"tapefit: {counts['datasets']} datasets in {seconds:.1f} s — {statuses}",
         f"  rows used {rows['used']:,} · dropped (null/NaN/inf) {rows['dropped']:,}"

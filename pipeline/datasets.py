@@ -18,7 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
 from pipeline.options import GroupBy, JobConfig
 
@@ -128,6 +130,7 @@ def list_dataset_files(layout: InputLayout) -> list[str]:
 # A read batch holds at most this many bytes of Parquet, so that files of any size
 # spread over the workers (the dataset count is capped by --batch_size).
 BATCH_BYTES = 32 << 20
+_REUSED_PER_TABLE = 50_000
 
 
 def _batches(items: list, sizes: list[int], most: int) -> Iterator[list]:
@@ -145,44 +148,86 @@ def _batches(items: list, sizes: list[int], most: int) -> Iterator[list]:
 
 
 class _ListBatchesFn(beam.DoFn):
-    """Lists the input once and yields batches of what the readers need."""
+    """Lists the input once; records fingerprints; yields batches (and reused rows)."""
 
     def __init__(self, config: JobConfig) -> None:
         self._config = config
         # gram moments of directory datasets are read part by part and merged later
         self._parts = config.group_by == GroupBy.DIRECTORY and config.fit.loss_form == "gram"
 
-    def process(self, pattern: str) -> Iterator[list]:
-        """Yield lists of DatasetRefs (file/directory grouping) or of paths (column)."""
+    def process(self, pattern: str) -> Iterator[list | pa.Table]:
+        """Yield lists of DatasetRefs (file/directory grouping) or of paths (column).
+
+        With ``--incremental``, the previous rows of unchanged datasets are yielded as
+        Arrow tables instead, and those datasets are not read at all.
+        """
+        from pipeline.history import WHOLE_INPUT, fingerprint, load_previous, settings_key, write_fingerprints
+        from pipeline.table import staging_dir
+
         config = self._config
         layout = input_layout(config.input, config.output)
         found = sorted(
-            (meta.path, meta.size_in_bytes)
+            (meta.path, meta.size_in_bytes, meta.last_updated_in_seconds)
             for meta in FileSystems.match([pattern])[0].metadata_list
             if layout.accepts(meta.path)
         )
-        size = dict(found)
+        size = {path: length for path, length, _ in found}
+        stamp = {path: (path, length, modified) for path, length, modified in found}
+        settings = settings_key(config)
         if config.group_by == GroupBy.FILE:
-            items = [file_ref(layout, path) for path, _ in found]
+            items = [file_ref(layout, path) for path, _, _ in found]
         elif config.group_by == GroupBy.COLUMN:
-            items = [path for path, _ in found]
+            items = [path for path, _, _ in found]
         else:
             folders: dict[str, list[str]] = {}
-            for path, _ in found:
+            for path, _, _ in found:
                 folders.setdefault(_parent(path), []).append(path)
-            refs = [directory_ref(layout, folder, paths) for folder, paths in folders.items()]
-            if self._parts:  # one ref per part file, merged again by dataset after reading
-                items = [DatasetRef(ref.dataset, ref.source, (path,)) for ref in refs for path in ref.paths]
-            else:
-                items = refs
+            items = [directory_ref(layout, folder, paths) for folder, paths in folders.items()]
+        if config.group_by == GroupBy.COLUMN:
+            prints = {WHOLE_INPUT: fingerprint(settings, list(stamp.values()))}
+        else:
+            prints = {ref.dataset: fingerprint(settings, [stamp[p] for p in ref.paths]) for ref in items}
+        write_fingerprints(staging_dir(config), prints)
+        if config.incremental:
+            items = yield from self._reuse(items, prints, load_previous(config))
+        if self._parts:  # one ref per part file, merged again by dataset after reading
+            items = [DatasetRef(ref.dataset, ref.source, (path,)) for ref in items for path in ref.paths]
         weights = [size[item] if isinstance(item, str) else sum(size[p] for p in item.paths) for item in items]
-        yield from _batches(items, weights, self._config.batch_size)
+        yield from _batches(items, weights, config.batch_size)
+
+    def _reuse(self, items: list, prints: dict[str, str], previous) -> Iterator[pa.Table]:  # noqa: ANN001
+        """Yield the reused rows; return the items that still need a fit."""
+        from pipeline.fit import Status
+        from pipeline.history import WHOLE_INPUT
+
+        if previous is None or not previous.fingerprints:
+            return items
+        statuses = dict(zip(*(previous.rows.column(c).to_pylist() for c in ("dataset", "status")), strict=True))
+        if self._config.group_by == GroupBy.COLUMN:  # all keys share the files: all or nothing
+            if previous.fingerprints.get(WHOLE_INPUT) != prints[WHOLE_INPUT]:
+                return items
+            reused, items = list(statuses), []
+        else:
+            unchanged = {
+                ref.dataset
+                for ref in items
+                if previous.fingerprints.get(ref.dataset) == prints[ref.dataset]
+                and statuses.get(ref.dataset, Status.FAILED) != Status.FAILED
+            }
+            reused = sorted(unchanged)
+            items = [ref for ref in items if ref.dataset not in unchanged]
+        Metrics.counter("tapefit", "datasets_reused").inc(len(reused))
+        for start in range(0, len(reused), _REUSED_PER_TABLE):
+            yield previous.reused_rows(reused[start : start + _REUSED_PER_TABLE], self._config.run_id)
+        return items
 
 
 class DiscoverDatasets(beam.PTransform):
     """Lists the input inside the pipeline and emits batches of what the readers need.
 
-    For ``file`` and ``directory`` grouping each element is a list of
+    With ``--incremental``, unchanged datasets arrive instead as Arrow tables of
+    their reused rows (:mod:`pipeline.history`). Otherwise, for ``file`` and
+    ``directory`` grouping each element is a list of
     :class:`DatasetRef` (with ``parts``, one ref per part file of a directory); for
     ``column:`` grouping it is a list of file paths (the datasets only appear once
     their rows are read). With ``--loss_form gram``, directory datasets are emitted

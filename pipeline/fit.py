@@ -111,6 +111,27 @@ def _unfittable(n: int, n_dropped: int, min_x: float, max_x: float) -> str | Non
     return None
 
 
+def _loop_starts(
+    starts: list[tuple[float, float] | None],
+    ratio: np.ndarray,
+    shift_x: np.ndarray,
+    shift_y: np.ndarray,
+    stretch_y: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Map warm-start (w, b) in data units onto the loop's scale: the inverse of the map back.
+
+    The loop's (a, c) map back as w = a·ratio and b = shift_y + stretch_y·c − w·shift_x;
+    missing or non-finite starts become (0, 0).
+    """
+    w = np.array([s[0] if s else 0.0 for s in starts], dtype=np.float64)
+    b = np.array([s[1] if s else 0.0 for s in starts], dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        a = w / ratio
+        c = (b + w * shift_x - shift_y) / stretch_y
+    usable = np.isfinite(a) & np.isfinite(c) & np.array([s is not None for s in starts], dtype=bool)
+    return np.where(usable, a, 0.0), np.where(usable, c, 0.0)
+
+
 class LineFitter:
     """Fits y = w·x + b by gradient descent; build once, fit many batches.
 
@@ -156,11 +177,15 @@ class LineFitter:
             return self.fit_moments(segment_moments(x, y, np.zeros(1, np.int64)))[0]
         return self.fit_rows([(x, y)])[0]
 
-    def fit_rows(self, datasets: list[tuple[np.ndarray, np.ndarray]]) -> list[FitResult]:
+    def fit_rows(
+        self, datasets: list[tuple[np.ndarray, np.ndarray]], starts: list[tuple[float, float] | None] | None = None
+    ) -> list[FitResult]:
         """Fit several datasets in one compiled call, evaluating the loss row by row.
 
         Args:
             datasets: ``(x, y)`` float64 vectors of equal length per dataset.
+            starts: Optional ``(w, b)`` per dataset to start the descent from (warm
+                start); ``None`` entries start from (0, 0).
 
         Returns:
             One result per dataset, in order; each is the same as fitting it alone.
@@ -183,8 +208,12 @@ class LineFitter:
             return results
         loop_x = [u for _, _, _, _, (u, _, *_) in pending]
         loop_y = [v for _, _, _, _, (_, v, *_) in pending]
-        starts = np.cumsum([0] + [u.size for u in loop_x[:-1]])
-        outcome = self._descent.rows(np.concatenate(loop_x), np.concatenate(loop_y), starts)
+        offsets = np.cumsum([0] + [u.size for u in loop_x[:-1]])
+        w0, b0 = _loop_starts(
+            [starts[i] if starts else None for i, *_ in pending],
+            *(np.array([p[4][k] for p in pending]) for k in (2, 3, 4, 5)),
+        )
+        outcome = self._descent.rows(np.concatenate(loop_x), np.concatenate(loop_y), offsets, w0, b0)
         for k, (i, x, y, n_dropped, (_, _, slope_ratio, mu_x, mu_y, sigma_y, spread_y)) in enumerate(pending):
             w = outcome.w[k] * slope_ratio
             b = mu_y + sigma_y * outcome.b[k] - w * mu_x
@@ -212,7 +241,7 @@ class LineFitter:
         v = np.zeros_like(y) if constant_y else (y / scale_y - mean_y) / std_y
         return u, v, sigma_y / (std_x * scale_x), mean_x * scale_x, mu_y, sigma_y, spread_y
 
-    def fit_moments(self, moments: Moments) -> list[FitResult]:
+    def fit_moments(self, moments: Moments, starts: list[tuple[float, float] | None] | None = None) -> list[FitResult]:
         """Fit several datasets from their moments in one compiled call (``gram`` form).
 
         The loop follows the same trajectory as the row-wise loss (same quadratic);
@@ -220,6 +249,7 @@ class LineFitter:
 
         Args:
             moments: One entry per dataset, complete (all its rows merged).
+            starts: Optional ``(w, b)`` per dataset to start from (warm start).
 
         Returns:
             One result per dataset, in order; each is the same as fitting it alone.
@@ -247,23 +277,25 @@ class LineFitter:
         sigma_y = np.where(constant_y, 1.0, spread_y)
         mu_x = m.mean_x * m.scale_x
         mu_y = np.where(constant_y, m.min_y, m.mean_y * m.scale_y)
+        ones, zeros = np.ones(todo.size), np.zeros(todo.size)
         if self.config.standardize:
-            zeros = np.zeros(todo.size)
-            correlation = np.where(constant_y, 0.0, m.cxy / np.sqrt(m.cxx * cyy))
-            outcome = self._descent.gram(
-                np.where(constant_y, 0.0, m.rss / cyy), np.ones(todo.size), correlation, zeros, zeros
-            )
             ratio, shift_x, shift_y, stretch_y = sigma_y / sigma_x, mu_x, mu_y, sigma_y
+            correlation = np.where(constant_y, 0.0, m.cxy / np.sqrt(m.cxx * cyy))
+            quadratic = (np.where(constant_y, 0.0, m.rss / cyy), ones, correlation, zeros, zeros)
         else:
+            ratio, shift_x, shift_y, stretch_y = ones, zeros, zeros, ones
             with np.errstate(over="ignore", invalid="ignore"):
-                outcome = self._descent.gram(
+                quadratic = (
                     m.rss * m.scale_y**2 / count,
                     m.cxx * m.scale_x**2 / count,
                     slope * (m.scale_y / m.scale_x),
                     mu_x,
                     mu_y,
                 )
-            ratio, shift_x, shift_y, stretch_y = 1.0, 0.0, 0.0, 1.0
+        w0, b0 = _loop_starts(
+            [starts[i] for i in todo.tolist()] if starts else [None] * todo.size, ratio, shift_x, shift_y, stretch_y
+        )
+        outcome = self._descent.gram(*quadratic, w0, b0)
         with np.errstate(over="ignore", invalid="ignore"):
             w = outcome.w * ratio
             b = shift_y + stretch_y * outcome.b - w * shift_x

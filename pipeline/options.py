@@ -124,6 +124,19 @@ class TapefitOptions(PipelineOptions):
             metavar="N",
             help="Most datasets fitted together in one compiled call (default: 2000).",
         )
+        group.add_argument(
+            "--incremental",
+            action="store_true",
+            default=False,
+            help="Copy the previous partition's row of every dataset whose input files and fit settings are "
+            "unchanged (its reused_from says so); refit the changed, new and previously failed ones.",
+        )
+        group.add_argument(
+            "--warm_start",
+            action="store_true",
+            default=False,
+            help="Start each dataset's gradient descent from its (w, b) in the previous partition, not (0, 0).",
+        )
 
 
 class GroupBy:
@@ -188,6 +201,8 @@ class JobConfig:
         run_id: Unique id of this run, stored in every output row.
         started_at: When the run was launched (UTC).
         batch_size: Most datasets fitted in one compiled call.
+        incremental: Reuse the previous rows of unchanged datasets.
+        warm_start: Start the descent from the previous partition's (w, b).
     """
 
     input: str
@@ -201,6 +216,8 @@ class JobConfig:
     run_id: str
     started_at: dt.datetime
     batch_size: int = 2000
+    incremental: bool = False
+    warm_start: bool = False
 
     def describe(self) -> dict:
         """Return the options as plain JSON-friendly values, for the manifest."""
@@ -280,6 +297,8 @@ def config_from_options(options: PipelineOptions, now: dt.datetime | None = None
         y_column=opts.y_column,
         fit=fit,
         batch_size=opts.batch_size,
+        incremental=opts.incremental,
+        warm_start=opts.warm_start,
         run_id=new_run_id(now),
         started_at=now,
     )

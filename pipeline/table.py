@@ -43,6 +43,7 @@ SCHEMA = pa.schema(
         pa.field("source", pa.string(), nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("fitted_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("reused_from", pa.string()),
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
@@ -66,6 +67,7 @@ def result_row(ref: DatasetRef, result: FitResult, run_id: str, fitted_at: dt.da
         "source": ref.source,
         "run_id": run_id,
         "fitted_at": fitted_at,
+        "reused_from": None,
     }
 
 
@@ -82,7 +84,12 @@ def results_table(
     columns = {"dataset": list(datasets)}
     columns.update({name: [getattr(result, name) for result in results] for name in fields})
     columns.update(
-        {"source": list(sources), "run_id": [run_id] * len(results), "fitted_at": [fitted_at] * len(results)}
+        {
+            "source": list(sources),
+            "run_id": [run_id] * len(results),
+            "fitted_at": [fitted_at] * len(results),
+            "reused_from": [None] * len(results),
+        }
     )
     return pa.Table.from_pydict(columns, schema=SCHEMA)
 

@@ -244,6 +244,7 @@ class FitBatchFn(beam.DoFn):
         self._shared = shared or Shared()
         self._fitter = None  # a pipeline.fit.LineFitter, built in setup()
         self._counters = None  # _Counters, built in setup()
+        self._starts = None  # dataset → (w, b) of the previous partition, loaded in setup()
 
     def setup(self) -> None:
         """Import TensorFlow and trace the descent loop (once per worker process)."""
@@ -251,13 +252,20 @@ class FitBatchFn(beam.DoFn):
 
         self._fitter = self._shared.acquire(lambda: LineFitter(self._config.fit))
         self._counters = _Counters()
+        self._starts = {}  # dataset → previous (w, b), for --warm_start
+        if self._config.warm_start:
+            from pipeline.history import load_previous
+
+            previous = load_previous(self._config)
+            self._starts = previous.starts() if previous else {}
 
     def process(self, batch: Batch) -> Iterator[pa.Table]:
         """Yield one table with a row per dataset of the batch (failed ones included)."""
+        starts = [self._starts.get(d) for d in batch.datasets] if self._starts else None
         if isinstance(batch.data, list):
-            results = self._fitter.fit_rows(batch.data) if batch.data else []
+            results = self._fitter.fit_rows(batch.data, starts) if batch.data else []
         else:
-            results = self._fitter.fit_moments(batch.data) if len(batch.data) else []
+            results = self._fitter.fit_moments(batch.data, starts) if len(batch.data) else []
         datasets = [*batch.datasets, *(f[0] for f in batch.failed)]
         sources = [*batch.sources, *(f[1] for f in batch.failed)]
         results = [*results, *(failed(f[2]) for f in batch.failed)]
@@ -391,6 +399,7 @@ class FitDatasets(beam.PTransform):
         gram = config.fit.loss_form == "gram"
         columns = (config.x_column, config.y_column)
         null_keys = None
+        found, reused = found | "SplitReused" >> beam.Partition(lambda e, _: 1 if isinstance(e, pa.Table) else 0, 2)
         if config.group_by == GroupBy.COLUMN and gram:
             read, read_dead = _guarded(found, "ReadKeyed", ReadKeyedPartsFn(config), _singles)
             partials, null_keys = _split_counts(read, "SplitNullKeys")
@@ -421,7 +430,7 @@ class FitDatasets(beam.PTransform):
             | "DeadLetters" >> beam.Flatten()
             | "FailedRows" >> beam.ParDo(_DeadLetterToRowsFn(config))
         )
-        tables = (fitted, failures) | "AllTables" >> beam.Flatten()
+        tables = (fitted, failures, reused) | "AllTables" >> beam.Flatten()
         if null_keys is None:
             null_keys = found.pipeline | "NoNullKeys" >> beam.Create([])
         else:

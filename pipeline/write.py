@@ -36,7 +36,7 @@ class SummarizeRows(beam.CombineFn):
 
     def create_accumulator(self) -> dict:
         """Return an empty tally."""
-        return {"datasets": 0, "rows_used": 0, "rows_dropped": 0, **{status: 0 for status in Status.ALL}}
+        return {"datasets": 0, "reused": 0, "rows_used": 0, "rows_dropped": 0, **{status: 0 for status in Status.ALL}}
 
     def add_input(self, tally: dict, rows: pa.Table | dict) -> dict:
         """Count a table of output rows (or one row)."""
@@ -50,6 +50,7 @@ class SummarizeRows(beam.CombineFn):
             if status != Status.FAILED:  # a failed dataset's rows were not used by any fit
                 tally["rows_used"] += used
         tally["rows_dropped"] += sum(rows.column("n_dropped").to_pylist())
+        tally["reused"] += rows.num_rows - rows.column("reused_from").null_count
         return tally
 
     def merge_accumulators(self, tallies: list[dict]) -> dict:
@@ -197,7 +198,7 @@ def commit_partition(
         "partition": final,
         "options": config.describe(),
         "versions": _versions(),
-        "counts": {key: summary[key] for key in ("datasets", *Status.ALL)},
+        "counts": {key: summary.get(key, 0) for key in ("datasets", *Status.ALL, "reused")},
         "rows": {
             "used": summary["rows_used"],
             "dropped": summary["rows_dropped"],
@@ -212,7 +213,10 @@ def commit_partition(
     if _is_local(final):
         _swap_local(staged, final, FileSystems.join(run_folder, "previous"))
     else:
-        _swap_by_files(staged, final, [*names, MANIFEST])
+        from pipeline.history import FINGERPRINTS
+
+        marks = [FINGERPRINTS] if FileSystems.exists(FileSystems.join(staged, FINGERPRINTS)) else []
+        _swap_by_files(staged, final, [*names, MANIFEST, *marks])
     _delete_tree(run_folder)
     _remove_stale_staging(config)
     return manifest

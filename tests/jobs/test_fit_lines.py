@@ -131,11 +131,11 @@ def test_summary_and_manifest(file_run) -> None:  # noqa: ANN001
     assert "14 datasets" in done.stdout and "ok 5" in done.stdout and "failed 9" in done.stdout
     assert f"run_date={DATE}" in done.stdout
     manifest = json.loads((table / f"run_date={DATE}" / "_manifest.json").read_text())
-    assert manifest["counts"] == {"datasets": 14, "ok": 5, "not_converged": 0, "diverged": 0, "failed": 9}
+    assert manifest["counts"] == {"datasets": 14, "ok": 5, "not_converged": 0, "diverged": 0, "failed": 9, "reused": 0}
     assert manifest["options"]["fit"]["learning_rate"] == 0.1 and manifest["run_date"] == DATE
     assert manifest["started_at"] <= manifest["finished_at"]
     assert sorted(p.name for p in (table / f"run_date={DATE}").iterdir()) == sorted(
-        [*manifest["files"], "_manifest.json"]
+        [*manifest["files"], "_manifest.json", "_fingerprints.arrow"]
     )
     assert sorted(p.name for p in table.iterdir()) == [f"run_date={DATE}"]  # no staging, no beam-temp
 

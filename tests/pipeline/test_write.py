@@ -40,7 +40,10 @@ ROWS = [
     _row("d", "diverged"),
     _row("e", "not_converged"),
 ]
-EXPECTED = {"datasets": 5, "rows_used": 35, "rows_dropped": 5, "ok": 2, "not_converged": 1, "diverged": 1, "failed": 1}
+EXPECTED = {
+    "datasets": 5, "reused": 0, "rows_used": 35, "rows_dropped": 5, "ok": 2, "not_converged": 1, "diverged": 1,
+    "failed": 1,
+}  # fmt: skip
 
 
 def test_summary_added_one_by_one() -> None:
@@ -87,7 +90,7 @@ def test_commit_swaps_partition_and_removes_staging(tmp_path: Path) -> None:
     assert commit_partition(first, staged, EXPECTED, 3, NOW) == manifest  # a retry is a no-op
     assert sorted(p.name for p in final.iterdir()) == ["_manifest.json", "one.parquet"]
     assert json.loads((final / "_manifest.json").read_text()) == manifest
-    assert manifest["counts"] == {"datasets": 5, "ok": 2, "not_converged": 1, "diverged": 1, "failed": 1}
+    assert manifest["counts"] == {"datasets": 5, "ok": 2, "not_converged": 1, "diverged": 1, "failed": 1, "reused": 0}
     assert manifest["rows"] == {"used": 35, "dropped": 5, "null_key": 3}
     assert {"tapefit", "apache-beam", "tensorflow", "pyarrow"} <= set(manifest["versions"])
     # A crashed run of the same date left staging behind; the next commit clears it.
