@@ -280,7 +280,7 @@ class LineFitter:
         ones, zeros = np.ones(todo.size), np.zeros(todo.size)
         if self.config.standardize:
             ratio, shift_x, shift_y, stretch_y = sigma_y / sigma_x, mu_x, mu_y, sigma_y
-            correlation = np.where(constant_y, 0.0, m.cxy / np.sqrt(m.cxx * cyy))
+            correlation = np.where(constant_y, 0.0, m.cxy / np.sqrt(m.cxx) / np.sqrt(cyy))
             quadratic = (np.where(constant_y, 0.0, m.rss / cyy), ones, correlation, zeros, zeros)
         else:
             ratio, shift_x, shift_y, stretch_y = ones, zeros, zeros, ones

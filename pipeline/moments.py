@@ -81,8 +81,60 @@ def _power_of_two_at_least(values: np.ndarray) -> np.ndarray:
     return np.ldexp(1.0, exponent)
 
 
+# Segments at least this long on average are reduced one by one with a few passes
+# over contiguous memory; shorter ones all at once with reduceat.
+_LONG_SEGMENT = 4096
+# Data within these magnitudes is summed unscaled: no square can overflow or underflow.
+_SAFE_RANGE = (2.0**-200, 2.0**200)
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    """Σ a·b in one pass; einsum, not BLAS, whose threads stall when cores are busy."""
+    return float(np.einsum("i,i->", a, b))
+
+
+def _long_segment(x: np.ndarray, y: np.ndarray) -> tuple:
+    """One segment's moment fields (same order as :class:`Moments`) by shifted sums.
+
+    With the first-pass means m as shift, Cxx = Σd² − (Σd)²/n with d = x − m: the
+    correction is tiny because m is already the mean to rounding, so no digits are lost.
+    """
+    size = x.size
+    lo_x, hi_x, lo_y, hi_y = x.min(), x.max(), y.min(), y.max()
+    if not np.isfinite([lo_x, hi_x, lo_y, hi_y]).all():  # some rows dropped: the general path
+        return tuple(field[0] for field in _short_segments(x, y, np.zeros(1, np.int64)))
+    sx = _scale_for(max(-lo_x, hi_x))
+    sy = _scale_for(max(-lo_y, hi_y))
+    xs = x / sx if sx != 1.0 else x
+    ys = y / sy if sy != 1.0 else y
+    mx, my = xs.sum() / size, ys.sum() / size
+    dx, dy = xs - mx, ys - my
+    sum_dx, sum_dy = dx.sum(), dy.sum()
+    cxx = _dot(dx, dx) - sum_dx * sum_dx / size
+    cxy = _dot(dx, dy) - sum_dx * sum_dy / size
+    cyy = _dot(dy, dy) - sum_dy * sum_dy / size
+    slope = cxy / cxx if cxx > 0 else 0.0
+    dy -= slope * dx  # residuals of the least-squares line, up to a constant
+    sum_e = dy.sum()
+    rss = _dot(dy, dy) - sum_e * sum_e / size
+    return (
+        size, 0, sx, sy, mx + sum_dx / size, my + sum_dy / size,
+        max(cxx, 0.0), cxy, max(cyy, 0.0), max(rss, 0.0), lo_x, hi_x, lo_y, hi_y,
+    )  # fmt: skip
+
+
+def _scale_for(peak: float) -> float:
+    """1 for data of ordinary size, else the power of two just above ``peak``."""
+    if _SAFE_RANGE[0] <= peak <= _SAFE_RANGE[1] or peak == 0.0:
+        return 1.0
+    return float(_power_of_two_at_least(np.array([peak]))[0])
+
+
 def segment_moments(x: np.ndarray, y: np.ndarray, starts: np.ndarray) -> Moments:
-    """Moments of contiguous row segments, vectorized over segments.
+    """Moments of contiguous row segments.
+
+    Long segments are reduced one by one with a few passes each; many short ones
+    together with vectorized ``reduceat`` calls.
 
     Args:
         x: float64 x values (NaN/inf allowed: such rows are dropped and counted).
@@ -96,7 +148,60 @@ def segment_moments(x: np.ndarray, y: np.ndarray, starts: np.ndarray) -> Moments
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     starts = np.asarray(starts, dtype=np.int64)
+    if starts.size and x.size >= _LONG_SEGMENT * starts.size:
+        ends = np.append(starts[1:], x.size).tolist()
+        fields = [_long_segment(x[a:b], y[a:b]) for a, b in zip(starts.tolist(), ends, strict=True)]
+        types = (np.int64, np.int64) + (np.float64,) * 12
+        return Moments(*(np.array(column, dtype=kind) for column, kind in zip(zip(*fields), types, strict=True)))
+    return _short_segments(x, y, starts)
+
+
+def _short_clean_segments(x: np.ndarray, y: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> Moments:
+    """Short segments whose rows are all finite and of ordinary size: shifted sums, no masks."""
+    count = lengths.astype(np.float64)
+
+    def total(values: np.ndarray, ufunc: np.ufunc = np.add) -> np.ndarray:
+        return ufunc.reduceat(values, starts)
+
+    mean_x, mean_y = total(x) / count, total(y) / count
+    dx = x - np.repeat(mean_x, lengths)
+    dy = y - np.repeat(mean_y, lengths)
+    sum_dx, sum_dy = total(dx), total(dy)
+    cxx = np.maximum(total(dx * dx) - sum_dx * sum_dx / count, 0.0)
+    cxy = total(dx * dy) - sum_dx * sum_dy / count
+    cyy = np.maximum(total(dy * dy) - sum_dy * sum_dy / count, 0.0)
+    slope = np.divide(cxy, cxx, out=np.zeros_like(cxy), where=cxx > 0)
+    dy -= np.repeat(slope, lengths) * dx
+    sum_e = total(dy)
+    ones = np.ones(starts.size)
+    return Moments(
+        n=lengths.astype(np.int64),
+        n_dropped=np.zeros(starts.size, np.int64),
+        scale_x=ones,
+        scale_y=ones.copy(),
+        mean_x=mean_x + sum_dx / count,
+        mean_y=mean_y + sum_dy / count,
+        cxx=cxx,
+        cxy=cxy,
+        cyy=cyy,
+        rss=np.maximum(total(dy * dy) - sum_e * sum_e / count, 0.0),
+        min_x=total(x, np.minimum),
+        max_x=total(x, np.maximum),
+        min_y=total(y, np.minimum),
+        max_y=total(y, np.maximum),
+    )
+
+
+def _short_segments(x: np.ndarray, y: np.ndarray, starts: np.ndarray) -> Moments:
+    """:func:`segment_moments` for many short segments, vectorized with ``reduceat``."""
     lengths = np.diff(np.append(starts, x.size))
+    if starts.size and x.size:
+        extremes = np.array([x.min(), x.max(), y.min(), y.max()])
+        peak = float(np.max(np.abs(extremes)))
+        if np.isfinite(extremes).all() and peak <= _SAFE_RANGE[1] and np.all(lengths > 0):
+            smallest = min(float(np.min(np.abs(x))), float(np.min(np.abs(y))))
+            if smallest == 0.0 or smallest >= _SAFE_RANGE[0]:
+                return _short_clean_segments(x, y, starts, lengths)
     segment = np.repeat(np.arange(starts.size), lengths)
 
     def total(values: np.ndarray, ufunc: np.ufunc = np.add) -> np.ndarray:
