@@ -10,6 +10,7 @@ one-line reason, so one bad dataset never stops the job.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -20,6 +21,7 @@ from apache_beam.metrics import Metrics
 from pipeline.datasets import DatasetRef, input_layout
 from pipeline.fit import Status
 from pipeline.options import JobConfig
+from pipeline.progress import ProgressTicker
 from pipeline.reading import DatasetError, KeyedChunk, one_line, read_keyed, read_xy
 from pipeline.table import failure_row, result_row
 
@@ -43,14 +45,21 @@ class _Counters:
         self.statuses = {status: Metrics.counter(NAMESPACE, f"datasets_{status}") for status in Status.ALL}
         self.rows_used = Metrics.counter(NAMESPACE, "rows_used")
         self.rows_dropped = Metrics.counter(NAMESPACE, "rows_dropped")
+        self.rows_read = Metrics.counter(NAMESPACE, "rows_read")
         self.steps = Metrics.distribution(NAMESPACE, "steps")
+        self.fit_us = Metrics.distribution(NAMESPACE, "fit_us")
+        self.progress = ProgressTicker.from_environment()
 
-    def count(self, row: dict) -> None:
+    def count(self, row: dict, fit_seconds: float | None = None) -> None:
         self.statuses[row["status"]].inc()
         self.rows_used.inc(row["n_rows"])
         self.rows_dropped.inc(row["n_dropped"])
+        self.rows_read.inc(row["n_rows"] + row["n_dropped"])
         if row["status"] != Status.FAILED:
             self.steps.update(row["steps"])
+        if fit_seconds is not None:
+            self.fit_us.update(round(fit_seconds * 1e6))
+        self.progress.tick()
 
 
 def _now() -> dt.datetime:
@@ -138,9 +147,10 @@ class FitDatasetFn(beam.DoFn):
 
     def process(self, loaded: LoadedDataset) -> Iterator[dict]:
         """Yield the row of one dataset."""
+        started = time.perf_counter()
         result = self._fitter.fit(loaded.x, loaded.y)
         row = result_row(loaded.ref, result, self._config.run_id, _now())
-        self._counters.count(row)
+        self._counters.count(row, time.perf_counter() - started)
         yield row
 
 
