@@ -24,7 +24,9 @@ setup(
         "tensorflow>=2.16",
     ],
     extras_require={
-        "test": ["pytest>=8", "duckdb>=1.0"],
+        # Dataflow, GCS and BigQuery; `build` lets Beam package --setup_file quietly.
+        "gcp": ["apache-beam[gcp]>=2.60", "build>=1.0"],
+        "test": ["pytest>=8", "duckdb>=1.0", "apache-beam[gcp]>=2.60", "build>=1.0"],
     },
     entry_points={"console_scripts": ["tapefit=jobs.fit_lines:console_main"]},
 )

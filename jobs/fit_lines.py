@@ -108,6 +108,28 @@ def _dataset_total(group_by: str, files: list[str]) -> int | None:
     return None
 
 
+def _dry_run_flag(argv: list[str]) -> list[str]:
+    """Let ``--dry_run`` stand alone (Beam's flag takes a value, and any text, even "False", is true)."""
+    out, args = [], iter(argv)
+    for arg in args:
+        if arg == "--dry_run" or arg.startswith("--dry_run="):
+            value = arg.partition("=")[2] if "=" in arg else None
+            if value is None:
+                following = next(args, None)
+                if following is not None and not following.startswith("-"):
+                    value = following
+                elif following is not None:
+                    out.extend(["--dry_run=True", following])
+                    continue
+            if value is None or value.lower() in ("1", "true", "yes"):
+                out.append("--dry_run=True")
+            elif value.lower() not in ("0", "false", "no"):
+                raise UsageError(f"--dry_run takes no value (or true/false), got {value!r}")
+            continue
+        out.append(arg)
+    return out
+
+
 def _prepare(argv: list[str]):  # noqa: ANN202 (returns Beam options, JobConfig, dataset total)
     from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 
@@ -117,6 +139,7 @@ def _prepare(argv: list[str]):  # noqa: ANN202 (returns Beam options, JobConfig,
     from pipeline.reading import one_line
     from pipeline.write import check_output_writable
 
+    argv = _dry_run_flag(argv)
     _check_flags(argv)
     options = PipelineOptions(_local_worker_defaults(argv))
     try:

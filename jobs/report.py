@@ -6,6 +6,8 @@ they are tested without running a pipeline. Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
+import json
+
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.bigquery import parse_bigquery_output
@@ -75,8 +77,11 @@ def too_many_failed(counts: dict, limit: float) -> str | None:
 def dry_run_report(result: object, job_file: str | None) -> str:
     """Describe a Dataflow dry run's job, and write its JSON to ``job_file`` if given.
 
-    Beam's ``--dry_run`` builds the full Dataflow job (``result.job``) and submits
-    nothing; Beam itself does not write ``--dataflow_job_file`` then, so this does.
+    Beam's ``--dry_run`` builds the Dataflow job (``result.job``) and submits nothing;
+    Beam itself does not write ``--dataflow_job_file`` then, so this does: a JSON object
+    with ``job`` (the job request as built so far), ``pipeline`` (the portable pipeline
+    graph: every step, the worker environment's container image and staged packages)
+    and ``options`` (the pipeline options that differ from Beam's defaults).
 
     Args:
         result: What ``Pipeline.run()`` returned under ``--dry_run``.
@@ -88,8 +93,20 @@ def dry_run_report(result: object, job_file: str | None) -> str:
     job = getattr(result, "job", None)
     if job is None:
         return "tapefit: dry run: the pipeline was built; this runner exposes no job to show"
-    text = job.json()
-    line = f"tapefit: dry run: Dataflow job {job.proto.name!r} built ({len(text):,} bytes of JSON), not submitted"
+    from google.protobuf import json_format
+
+    transforms = job.proto_pipeline.components.transforms
+    text = json.dumps(
+        {
+            "job": json.loads(job.json()),
+            "pipeline": json.loads(json_format.MessageToJson(job.proto_pipeline)),
+            "options": job.options.get_all_options(drop_default=True, retain_unknown_options=True),
+        },
+        indent=1,
+        sort_keys=True,
+        default=str,
+    )
+    line = f"tapefit: dry run: Dataflow job {job.proto.name!r} built ({len(transforms)} steps), not submitted"
     if job_file:
         handle = FileSystems.create(job_file, mime_type="application/json")
         try:
