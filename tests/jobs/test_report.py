@@ -33,7 +33,9 @@ def test_too_many_failed(counts: dict, limit: float, bad: bool) -> None:
 
 def test_reason_is_one_line() -> None:
     reason = too_many_failed(_counts(50, 8), 0.1)
-    assert reason == "8 of 58 datasets failed or diverged (13.8%), more than --max_failed_fraction 0.1; the table was written"
+    assert reason == (
+        "8 of 58 datasets failed or diverged (13.8%), more than --max_failed_fraction 0.1; the table was written"
+    )
 
 
 def test_bigquery_summary_from_metrics() -> None:

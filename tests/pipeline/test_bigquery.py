@@ -34,7 +34,8 @@ def test_parse_output() -> None:
 
 
 @pytest.mark.parametrize(
-    "output", ["bigquery:fits.lines", "bigquery:my-project:lines", "bigquery:my-project:fits.lines$20260102", "bigquery:"]
+    "output",
+    ["bigquery:fits.lines", "bigquery:my-project:lines", "bigquery:my-project:fits.lines$20260102", "bigquery:"],
 )
 def test_bad_output_is_one_config_line(output: str) -> None:
     with pytest.raises(ConfigError, match=r"^--output must be bigquery:PROJECT:DATASET\.TABLE"):
