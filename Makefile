@@ -7,8 +7,11 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 RUN_DATE ?= $(shell date -u +%Y-%m-%d)
 OUT    ?= out
+# Airflow lives in its own environment (its pins clash with Beam's); the DAG test uses it.
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_PINS := apache-airflow==3.3.2 apache-airflow-providers-apache-beam==6.3.1 apache-airflow-providers-google==22.8.0
 
-.PHONY: run test lint sample-data clean
+.PHONY: run test lint sample-data clean airflow
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +39,15 @@ lint: $(VENV)/.test-deps
 	$(PIP) ruff
 	$(VENV)/bin/ruff check pipeline jobs tests setup.py && $(VENV)/bin/ruff format --check pipeline jobs tests setup.py
 
+$(AIRFLOW_VENV)/.deps:
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(AIRFLOW_PINS)
+	touch $@
+
+airflow: $(AIRFLOW_VENV)/.deps
+
 sample-data: $(VENV)/.run-deps
 	$(PY) -m jobs.make_sample_data --out sample_data
 
 clean:
-	rm -rf $(VENV) $(OUT) *.egg-info .pytest_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(OUT) *.egg-info .pytest_cache
