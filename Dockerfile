@@ -13,7 +13,7 @@ FROM apache/beam_python3.11_sdk:${BEAM_VERSION}
 
 ARG TENSORFLOW_VERSION=2.21.0
 WORKDIR /opt/tapefit
-COPY setup.py MANIFEST.in README.md ./
+COPY setup.py README.md ./
 COPY pipeline ./pipeline
 COPY jobs ./jobs
 # apache-beam is pinned by the base image; installing tapefit must not replace it.
