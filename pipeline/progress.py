@@ -5,7 +5,8 @@ worker processes with ``--direct_running_mode multi_processing``), and its metri
 only queryable at the end. So progress travels through a small folder instead: the
 launcher names it in the environment variable :data:`ENV` before the run, worker
 processes inherit it, and every :class:`ProgressTicker` (one per metrics collector)
-rewrites its own file with its count at most once a second. A :class:`ProgressReporter`
+rewrites its own file with its count at most once a second (a timer publishes the last
+count of a burst, so counts are never more than a second stale). A :class:`ProgressReporter`
 in the launcher sums those files and prints a line. Remote runners never see the
 variable, so nothing is written there.
 """
@@ -39,6 +40,8 @@ class ProgressTicker:
         self._path = os.path.join(folder, f"{os.getpid()}-{uuid.uuid4().hex[:8]}") if folder else None
         self._done = 0
         self._written_at = float("-inf")
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None  # publishes a burst's last count, set in tick()
 
     @classmethod
     def from_environment(cls) -> ProgressTicker:
@@ -49,11 +52,23 @@ class ProgressTicker:
         """Count one finished dataset; publish the count if a second has passed."""
         if self._path is None:
             return
-        self._done += 1
-        now = self._clock()
-        if now - self._written_at >= _WRITE_EVERY_S:
-            self._written_at = now
-            self._publish()
+        with self._lock:
+            self._done += 1
+            now = self._clock()
+            if now - self._written_at >= _WRITE_EVERY_S:
+                self._written_at = now
+                self._publish()
+            elif self._timer is None:
+                self._timer = threading.Timer(_WRITE_EVERY_S, self._flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _flush(self) -> None:
+        with self._lock:
+            self._timer = None
+            if self._path is not None:
+                self._written_at = self._clock()
+                self._publish()
 
     def _publish(self) -> None:
         try:
