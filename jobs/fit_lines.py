@@ -131,7 +131,7 @@ def _dry_run_flag(argv: list[str]) -> list[str]:
 
 
 def _prepare(argv: list[str]):  # noqa: ANN202 (returns Beam options, JobConfig, dataset total)
-    from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
     from pipeline.bigquery import is_bigquery
     from pipeline.datasets import input_layout, list_dataset_files
@@ -147,6 +147,8 @@ def _prepare(argv: list[str]):  # noqa: ANN202 (returns Beam options, JobConfig,
     except ConfigError as error:
         raise UsageError(str(error)) from None
     dry_run = options.view_as(TestOptions).dry_run
+    if dry_run and (options.view_as(StandardOptions).runner or "") != "DataflowRunner":
+        raise UsageError("--dry_run needs --runner DataflowRunner (other runners would really run the job)")
     total = None
     if not (dry_run or _is_remote(config.input)):  # the workers list remote inputs, with their credentials
         try:
@@ -213,7 +215,10 @@ def _finish(options, config, result, started: float) -> int:  # noqa: ANN001 (Be
     else:
         manifest = read_manifest(config)
         if metrics is not None:
-            manifest = add_to_manifest(config, {"metrics": metrics})
+            try:
+                manifest = add_to_manifest(config, {"metrics": metrics})
+            except Exception as error:  # noqa: BLE001 (the table is written; metrics are extra)
+                logging.warning("could not add the metrics to the manifest: %s", error)
     print(summary(manifest, time.monotonic() - started, metrics))
     reason = too_many_failed(manifest["counts"], config.max_failed_fraction)
     if reason:

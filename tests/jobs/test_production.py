@@ -78,6 +78,14 @@ def test_unknown_placeholder_exits_2_in_one_line(tmp_path: Path) -> None:
     assert "unknown placeholder {day}" in lines[0]
 
 
+def test_dry_run_needs_dataflow(tmp_path: Path) -> None:
+    done = run_job("--input", str(SAMPLE), "--output", str(tmp_path / "t"), "--dry_run")
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "--dry_run needs --runner DataflowRunner" in lines[0]
+    assert not (tmp_path / "t").exists()
+
+
 def _gcp_missing() -> str | None:
     try:
         import apache_beam.io.gcp.gcsfilesystem  # noqa: F401
@@ -192,3 +200,20 @@ def test_dataflow_dry_run_to_bigquery_with_custom_image(tmp_path: Path) -> None:
     assert b"tapefit-test:fits.lines$20260102" in payloads  # the run_date partition decorator
     assert b"WRITE_TRUNCATE" in payloads and b"CREATE_IF_NEEDED" in payloads
     assert b"'timePartitioning': {'type': 'DAY', 'field': 'run_date'}" in payloads
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--dry_run"], ["--dry_run=True"]),
+        (["--dry_run", "--no_auth"], ["--dry_run=True", "--no_auth"]),
+        (["--dry_run", "true", "--x"], ["--dry_run=True", "--x"]),
+        (["--dry_run=False", "--x"], ["--x"]),
+        (["--dry_run", "no"], []),
+        (["--input", "a"], ["--input", "a"]),
+    ],
+)
+def test_dry_run_flag_stands_alone(argv: list[str], expected: list[str]) -> None:
+    from jobs.fit_lines import _dry_run_flag
+
+    assert _dry_run_flag(argv) == expected
