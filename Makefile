@@ -9,8 +9,11 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 RUN_DATE ?= $(shell date -u +%Y-%m-%d)
 OUT    ?= out
 BENCH_ARGS ?=
+# Airflow lives in its own environment (its pins clash with Beam's); the DAG test uses it.
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_PINS := apache-airflow==3.3.2 apache-airflow-providers-apache-beam==6.3.1 apache-airflow-providers-google==22.8.0
 
-.PHONY: run test lint sample-data bench bench-quick clean
+.PHONY: run test lint sample-data bench bench-quick clean airflow
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,8 +49,15 @@ bench: $(VENV)/.test-deps
 bench-quick: $(VENV)/.test-deps
 	$(PY) -m benchmarks.run --quick $(BENCH_ARGS)
 
+$(AIRFLOW_VENV)/.deps:
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(AIRFLOW_PINS)
+	touch $@
+
+airflow: $(AIRFLOW_VENV)/.deps
+
 sample-data: $(VENV)/.run-deps
 	$(PY) -m jobs.make_sample_data --out sample_data
 
 clean:
-	rm -rf $(VENV) $(OUT) *.egg-info .pytest_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) $(OUT) *.egg-info .pytest_cache

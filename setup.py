@@ -25,7 +25,9 @@ setup(
     ],
     extras_require={
         "report": ["matplotlib>=3.7"],
-        "test": ["pytest>=8", "duckdb>=1.0", "matplotlib>=3.7"],
+        # Dataflow, GCS and BigQuery; `build` lets Beam package --setup_file quietly.
+        "gcp": ["apache-beam[gcp]>=2.60", "build>=1.0"],
+        "test": ["pytest>=8", "duckdb>=1.0", "matplotlib>=3.7", "apache-beam[gcp]>=2.60", "build>=1.0"],
     },
     entry_points={"console_scripts": ["tapefit=jobs.fit_lines:console_main"]},
 )

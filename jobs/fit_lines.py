@@ -8,7 +8,10 @@ Usage::
 This launcher only parses and validates options, checks the input and output, runs
 the pipeline built by :func:`pipeline.build.build` and prints a summary. Exit status:
 0 on success, 2 for a usage problem (bad option, no input files, unwritable output),
-1 when the pipeline itself fails. TensorFlow is never imported here.
+1 when the pipeline itself fails, 3 when the table was written but more than
+``--max_failed_fraction`` of the datasets failed or diverged. Local inputs and outputs
+are checked before the run; remote ones (``gs://``, ``bigquery:``) and dry runs are left
+to the runner, so submitting contacts nothing from here. TensorFlow is never imported here.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 import time
 
 __all__ = ["console_main", "main"]
@@ -25,7 +29,8 @@ USAGE = (
     "python -m jobs.fit_lines --input PATTERN --output TABLE_DIR [--run_date YYYY-MM-DD] "
     "[options] [any Beam pipeline options]"
 )
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TOO_MANY_FAILED = 0, 1, 2, 3
+_LOCAL_RUNNERS = ("direct", "fnapi", "prism")
 
 
 class UsageError(Exception):
@@ -90,45 +95,138 @@ def _local_worker_defaults(argv: list[str]) -> list[str]:
     return argv
 
 
-def _prepare(argv: list[str]):  # noqa: ANN202 (returns Beam options and JobConfig)
-    from apache_beam.options.pipeline_options import PipelineOptions
+def _is_remote(path: str) -> bool:
+    from apache_beam.io.filesystems import FileSystems
 
+    return FileSystems.get_scheme(path) not in (None, "file")
+
+
+def _dataset_total(group_by: str, files: list[str]) -> int | None:
+    """Datasets the listed files make, for progress lines (unknown before reading for columns)."""
+    if group_by == "file":
+        return len(files)
+    if group_by == "directory":
+        return len({path.rsplit("/", 1)[0] for path in files})
+    return None
+
+
+def _dry_run_flag(argv: list[str]) -> list[str]:
+    """Let ``--dry_run`` stand alone (Beam's flag takes a value, and any text, even "False", is true)."""
+    out, args = [], iter(argv)
+    for arg in args:
+        if arg == "--dry_run" or arg.startswith("--dry_run="):
+            value = arg.partition("=")[2] if "=" in arg else None
+            if value is None:
+                following = next(args, None)
+                if following is not None and not following.startswith("-"):
+                    value = following
+                elif following is not None:
+                    out.extend(["--dry_run=True", following])
+                    continue
+            if value is None or value.lower() in ("1", "true", "yes"):
+                out.append("--dry_run=True")
+            elif value.lower() not in ("0", "false", "no"):
+                raise UsageError(f"--dry_run takes no value (or true/false), got {value!r}")
+            continue
+        out.append(arg)
+    return out
+
+
+def _prepare(argv: list[str]):  # noqa: ANN202 (returns Beam options, JobConfig, dataset total)
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
+
+    from pipeline.bigquery import is_bigquery
     from pipeline.datasets import input_layout, list_dataset_files
     from pipeline.options import ConfigError, config_from_options
     from pipeline.reading import one_line
     from pipeline.write import check_output_writable
 
+    argv = _dry_run_flag(argv)
     _check_flags(argv)
     options = PipelineOptions(_local_worker_defaults(argv))
     try:
         config = config_from_options(options)
     except ConfigError as error:
         raise UsageError(str(error)) from None
-    try:
-        files = list_dataset_files(input_layout(config.input, config.output))
-    except Exception as error:  # noqa: BLE001 (any listing failure is a usage problem here)
-        raise UsageError(f"cannot list input {config.input}: {one_line(error, 400)}") from None
-    if not files:
-        raise UsageError(f"input matched no Parquet file: {config.input}")
-    try:
-        check_output_writable(config)
-    except Exception as error:  # noqa: BLE001
-        raise UsageError(f"cannot write output {config.output}: {one_line(error, 400)}") from None
-    return options, config
+    dry_run = options.view_as(TestOptions).dry_run
+    if dry_run and (options.view_as(StandardOptions).runner or "") != "DataflowRunner":
+        raise UsageError("--dry_run needs --runner DataflowRunner (other runners would really run the job)")
+    total = None
+    if not (dry_run or _is_remote(config.input)):  # the workers list remote inputs, with their credentials
+        try:
+            files = list_dataset_files(input_layout(config.input, config.output))
+        except Exception as error:  # noqa: BLE001 (any listing failure is a usage problem here)
+            raise UsageError(f"cannot list input {config.input}: {one_line(error, 400)}") from None
+        if not files:
+            raise UsageError(f"input matched no Parquet file: {config.input}")
+        total = _dataset_total(config.group_by, files)
+    if not (dry_run or is_bigquery(config.output) or _is_remote(config.output)):
+        try:
+            check_output_writable(config)
+        except Exception as error:  # noqa: BLE001
+            raise UsageError(f"cannot write output {config.output}: {one_line(error, 400)}") from None
+    return options, config, total
 
 
-def _summary(manifest: dict, seconds: float) -> str:
-    counts, rows = manifest["counts"], manifest["rows"]
-    statuses = " · ".join(f"{name} {counts[name]}" for name in ("ok", "not_converged", "diverged", "failed"))
-    if counts.get("reused"):
-        statuses += f" (reused unchanged: {counts['reused']})"
-    lines = [
-        f"tapefit: {counts['datasets']} datasets in {seconds:.1f} s — {statuses}",
-        f"  rows used {rows['used']:,} · dropped (null/NaN/inf) {rows['dropped']:,}"
-        + (f" · null key {rows['null_key']:,}" if rows.get("null_key") else ""),
-        f"  written to {manifest['partition']} ({len(manifest['files'])} file(s), run {manifest['run_id']})",
-    ]
-    return "\n".join(lines)
+def _run(options, config, total: int | None):  # noqa: ANN001, ANN202 (Beam options, JobConfig -> PipelineResult)
+    """Build and run the pipeline; on local runners, report progress while it runs."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import StandardOptions, TestOptions
+
+    from pipeline.build import build
+    from pipeline.progress import ENV, report_progress
+
+    p = beam.Pipeline(options=options)
+    build(p, config)
+    runner = (options.view_as(StandardOptions).runner or "direct").lower()
+    if options.view_as(TestOptions).dry_run or not runner.startswith(_LOCAL_RUNNERS):
+        result = p.run()
+        result.wait_until_finish()
+        return result
+    with tempfile.TemporaryDirectory(prefix="tapefit-progress-") as folder:
+        os.environ[ENV] = folder  # worker processes inherit it; see pipeline.progress
+        try:
+            with report_progress(
+                folder, total, config.progress_interval, lambda line: print(line, file=sys.stderr, flush=True)
+            ):
+                result = p.run()
+                result.wait_until_finish()
+        finally:
+            os.environ.pop(ENV, None)
+    return result
+
+
+def _finish(options, config, result, started: float) -> int:  # noqa: ANN001 (Beam options, JobConfig, result)
+    """Print the summary (or the dry run's job) and decide the exit status."""
+    from apache_beam.options.pipeline_options import DebugOptions, TestOptions
+
+    from jobs.summary import bigquery_manifest, dry_run_report, summary, too_many_failed
+    from pipeline.bigquery import is_bigquery
+    from pipeline.run_metrics import collect_metrics
+    from pipeline.write import add_to_manifest, read_manifest
+
+    if options.view_as(TestOptions).dry_run:
+        print(dry_run_report(result, options.view_as(DebugOptions).dataflow_job_file))
+        return EXIT_OK
+    metrics = collect_metrics(result)
+    if is_bigquery(config.output):
+        if metrics is None:
+            print(f"tapefit: done in {time.monotonic() - started:.1f} s; this runner reported no counts")
+            return EXIT_OK
+        manifest = bigquery_manifest(config, metrics)
+    else:
+        manifest = read_manifest(config)
+        if metrics is not None:
+            try:
+                manifest = add_to_manifest(config, {"metrics": metrics})
+            except Exception as error:  # noqa: BLE001 (the table is written; metrics are extra)
+                logging.warning("could not add the metrics to the manifest: %s", error)
+    print(summary(manifest, time.monotonic() - started, metrics))
+    reason = too_many_failed(manifest["counts"], config.max_failed_fraction)
+    if reason:
+        print(f"tapefit: error: {reason}", file=sys.stderr)
+        return EXIT_TOO_MANY_FAILED
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,27 +238,20 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK if argv else EXIT_USAGE
     started = time.monotonic()
     try:
-        options, config = _prepare(argv)
+        options, config, total = _prepare(argv)
     except UsageError as error:
         print(f"tapefit: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 
-    import apache_beam as beam
-
-    from pipeline.build import build
     from pipeline.reading import one_line
-    from pipeline.write import read_manifest
 
     try:
-        with beam.Pipeline(options=options) as p:
-            build(p, config)
-        manifest = read_manifest(config)
+        result = _run(options, config, total)
+        return _finish(options, config, result, started)
     except Exception as error:  # noqa: BLE001 (report one line; details at debug level)
         logging.debug("pipeline failed", exc_info=True)
         print(f"tapefit: error: the job failed: {one_line(error, 400)}", file=sys.stderr)
         return EXIT_FAILED
-    print(_summary(manifest, time.monotonic() - started))
-    return EXIT_OK
 
 
 def console_main() -> None:

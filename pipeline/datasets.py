@@ -187,7 +187,8 @@ class _ListBatchesFn(beam.DoFn):
             prints = {WHOLE_INPUT: fingerprint(settings, list(stamp.values()))}
         else:
             prints = {ref.dataset: fingerprint(settings, [stamp[p] for p in ref.paths]) for ref in items}
-        write_fingerprints(staging_dir(config), prints)
+        if not config.output.startswith("bigquery:"):  # BigQuery tables keep no fingerprints
+            write_fingerprints(staging_dir(config), prints)
         if config.incremental:
             items = yield from self._reuse(items, prints, load_previous(config))
         if self._parts:  # one ref per part file, merged again by dataset after reading

@@ -137,6 +137,22 @@ class TapefitOptions(PipelineOptions):
             default=False,
             help="Start each dataset's gradient descent from its (w, b) in the previous partition, not (0, 0).",
         )
+        group.add_argument(
+            "--max_failed_fraction",
+            type=float,
+            default=1.0,
+            metavar="F",
+            help="Exit 3 (after writing the table) when more than this fraction of the datasets "
+            "ends failed or diverged, 0..1 (default: 1.0, never).",
+        )
+        group.add_argument(
+            "--progress_interval",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help="On local runs, print progress at most this often once a run is longer "
+            "than that (default: 10; 0 turns it off).",
+        )
 
 
 class GroupBy:
@@ -203,6 +219,9 @@ class JobConfig:
         batch_size: Most datasets fitted in one compiled call.
         incremental: Reuse the previous rows of unchanged datasets.
         warm_start: Start the descent from the previous partition's (w, b).
+        input_template: ``--input`` as given when it held ``{run_date}`` placeholders, else ``None``.
+        max_failed_fraction: Exit 3 when more than this fraction of datasets fails or diverges.
+        progress_interval: Seconds between progress lines on local runs; 0 for none.
     """
 
     input: str
@@ -218,6 +237,9 @@ class JobConfig:
     batch_size: int = 2000
     incremental: bool = False
     warm_start: bool = False
+    input_template: str | None = None
+    max_failed_fraction: float = 1.0
+    progress_interval: float = 10.0
 
     def describe(self) -> dict:
         """Return the options as plain JSON-friendly values, for the manifest."""
@@ -252,6 +274,28 @@ def _parse_run_date(value: str | None, now: dt.datetime) -> str:
         raise ConfigError(f"--run_date must be a date YYYY-MM-DD, got {value!r}") from None
 
 
+def _fill_input(pattern: str, run_date: str) -> str:
+    """``--input`` with ``{run_date}`` placeholders filled in."""
+    from pipeline.run_date import fill_run_date
+
+    try:
+        return fill_run_date(pattern, dt.date.fromisoformat(run_date))
+    except ValueError as error:
+        raise ConfigError(f"--input {pattern!r}: {error}") from None
+
+
+def _check_output(output: str, looks_back: bool) -> None:
+    from pipeline.bigquery import is_bigquery, parse_bigquery_output
+
+    if is_bigquery(output):
+        try:
+            parse_bigquery_output(output)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if looks_back:
+            raise ConfigError("--incremental and --warm_start need a Parquet table --output, not BigQuery")
+
+
 def config_from_options(options: PipelineOptions, now: dt.datetime | None = None) -> JobConfig:
     """Validate tapefit's options and freeze them into a :class:`JobConfig`.
 
@@ -277,6 +321,13 @@ def config_from_options(options: PipelineOptions, now: dt.datetime | None = None
             raise ConfigError(f"{flag} must not be empty")
     if key_column in (opts.x_column, opts.y_column):
         raise ConfigError(f"--group_by column {key_column!r} must differ from the x and y columns")
+    run_date = _parse_run_date(opts.run_date, now)
+    input_pattern = _fill_input(opts.input, run_date)
+    _check_output(opts.output, opts.incremental or opts.warm_start)
+    if not (0.0 <= opts.max_failed_fraction <= 1.0):
+        raise ConfigError(f"--max_failed_fraction must be between 0 and 1, got {opts.max_failed_fraction!r}")
+    if not (math.isfinite(opts.progress_interval) and opts.progress_interval >= 0):
+        raise ConfigError(f"--progress_interval must be a number of seconds >= 0, got {opts.progress_interval!r}")
     fit = FitConfig(
         learning_rate=opts.learning_rate,
         max_steps=opts.max_steps,
@@ -288,9 +339,9 @@ def config_from_options(options: PipelineOptions, now: dt.datetime | None = None
     if opts.batch_size < 1:
         raise ConfigError(f"--batch_size must be at least 1, got {opts.batch_size!r}")
     return JobConfig(
-        input=opts.input,
+        input=input_pattern,
         output=opts.output.rstrip("/") or opts.output,
-        run_date=_parse_run_date(opts.run_date, now),
+        run_date=run_date,
         group_by=group_by,
         key_column=key_column,
         x_column=opts.x_column,
@@ -301,4 +352,7 @@ def config_from_options(options: PipelineOptions, now: dt.datetime | None = None
         warm_start=opts.warm_start,
         run_id=new_run_id(now),
         started_at=now,
+        input_template=opts.input if input_pattern != opts.input else None,
+        max_failed_fraction=opts.max_failed_fraction,
+        progress_interval=opts.progress_interval,
     )

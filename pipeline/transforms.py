@@ -18,6 +18,7 @@ dataset ever has to fit in one worker's memory.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
@@ -32,6 +33,7 @@ from pipeline.datasets import DatasetRef, input_layout
 from pipeline.fit import Status, failed
 from pipeline.moments import MomentsBuilder, concat, reduce_runs, segment_moments
 from pipeline.options import GroupBy, JobConfig
+from pipeline.progress import ProgressTicker
 from pipeline.reading import (
     DatasetError,
     KeyedChunk,
@@ -56,19 +58,30 @@ class _Counters:
         self.statuses = {status: Metrics.counter(NAMESPACE, f"datasets_{status}") for status in Status.ALL}
         self.rows_used = Metrics.counter(NAMESPACE, "rows_used")
         self.rows_dropped = Metrics.counter(NAMESPACE, "rows_dropped")
+        self.rows_read = Metrics.counter(NAMESPACE, "rows_read")
         self.steps = Metrics.distribution(NAMESPACE, "steps")
+        self.fit_us = Metrics.distribution(NAMESPACE, "fit_us")
+        self.progress = ProgressTicker.from_environment()
 
-    def count(self, table: pa.Table) -> None:
-        """Count a table of output rows."""
+    def count(self, table: pa.Table, fit_seconds: float | None = None) -> None:
+        """Count a table of output rows; ``fit_seconds`` is the batch's fit time, shared per dataset."""
         statuses = table.column("status").to_pylist()
         for status, count in Counter(statuses).items():
             self.statuses[status].inc(count)
         fitted = [s != Status.FAILED for s in statuses]
-        self.rows_used.inc(sum(n for n, f in zip(table.column("n_rows").to_pylist(), fitted, strict=True) if f))
-        self.rows_dropped.inc(sum(table.column("n_dropped").to_pylist()))
+        n_rows = table.column("n_rows").to_pylist()
+        n_dropped = sum(table.column("n_dropped").to_pylist())
+        self.rows_used.inc(sum(n for n, f in zip(n_rows, fitted, strict=True) if f))
+        self.rows_dropped.inc(n_dropped)
+        self.rows_read.inc(sum(n_rows) + n_dropped)
         for steps, f in zip(table.column("steps").to_pylist(), fitted, strict=True):
             if f:
                 self.steps.update(steps)
+        if fit_seconds is not None and table.num_rows:
+            each = round(fit_seconds * 1e6 / table.num_rows)
+            for _ in range(table.num_rows):
+                self.fit_us.update(each)
+        self.progress.tick(table.num_rows)
 
 
 def _now() -> dt.datetime:
@@ -261,6 +274,7 @@ class FitBatchFn(beam.DoFn):
 
     def process(self, batch: Batch) -> Iterator[pa.Table]:
         """Yield one table with a row per dataset of the batch (failed ones included)."""
+        started = time.perf_counter()
         starts = [self._starts.get(d) for d in batch.datasets] if self._starts else None
         if isinstance(batch.data, list):
             results = self._fitter.fit_rows(batch.data, starts) if batch.data else []
@@ -272,7 +286,7 @@ class FitBatchFn(beam.DoFn):
         if not datasets:
             return
         table = results_table(datasets, sources, results, self._config.run_id, _now())
-        self._counters.count(table)
+        self._counters.count(table, time.perf_counter() - started)
         yield table
 
 

@@ -25,7 +25,14 @@ from pipeline.fit import Status
 from pipeline.options import JobConfig
 from pipeline.table import MANIFEST, SCHEMA, partition_dir, staging_dir, staging_root
 
-__all__ = ["SummarizeRows", "WriteTable", "check_output_writable", "commit_partition", "read_manifest"]
+__all__ = [
+    "SummarizeRows",
+    "WriteTable",
+    "add_to_manifest",
+    "check_output_writable",
+    "commit_partition",
+    "read_manifest",
+]
 
 
 class SummarizeRows(beam.CombineFn):
@@ -106,6 +113,31 @@ def read_manifest(config: JobConfig) -> dict:
     """
     with FileSystems.open(FileSystems.join(partition_dir(config), MANIFEST)) as handle:
         return json.loads(handle.read().decode("utf-8"))
+
+
+def add_to_manifest(config: JobConfig, extra: dict) -> dict:
+    """Add keys (e.g. the run's metrics, known only after it ends) to this run's manifest.
+
+    The manifest is rewritten only if it still belongs to this run; on a local
+    filesystem it is replaced by a rename, so readers never see half a file.
+
+    Returns:
+        The manifest as it now stands.
+
+    Raises:
+        OSError: if it cannot be read or written.
+    """
+    manifest = read_manifest(config)
+    if manifest.get("run_id") != config.run_id:  # a later run of the date has replaced ours
+        return manifest
+    manifest.update(extra)
+    path = FileSystems.join(partition_dir(config), MANIFEST)
+    if _is_local(path):
+        _write_json(path + ".tmp", manifest)
+        FileSystems.rename([path + ".tmp"], [path])
+    else:
+        _write_json(path, manifest)
+    return manifest
 
 
 def check_output_writable(config: JobConfig) -> None:

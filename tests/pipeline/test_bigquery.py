@@ -1,0 +1,95 @@
+"""BigQuery output: the table name, the schema derived from SCHEMA, and row conversion."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.bigquery import (
+    BigQueryTable,
+    bigquery_schema,
+    is_bigquery,
+    load_parameters,
+    parse_bigquery_output,
+    to_bigquery_row,
+)
+from pipeline.datasets import DatasetRef
+from pipeline.fit import FitResult, Status
+from pipeline.options import ConfigError, config_from_options
+from pipeline.table import SCHEMA, failure_row, result_row
+
+FITTED_AT = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.timezone.utc)
+REF = DatasetRef("sensors/a", "in/sensors/a.parquet", ("in/sensors/a.parquet",))
+
+
+def test_parse_output() -> None:
+    assert is_bigquery("bigquery:my-project:fits.lines") and not is_bigquery("gs://b/fits")
+    table = parse_bigquery_output("bigquery:my-project:fits.lines")
+    assert table == BigQueryTable("my-project", "fits", "lines")
+    assert table.partition("2026-01-02") == "my-project:fits.lines$20260102"
+    assert parse_bigquery_output("bigquery:example.com:proj:ds_1.t-2").project == "example.com:proj"
+
+
+@pytest.mark.parametrize(
+    "output",
+    ["bigquery:fits.lines", "bigquery:my-project:lines", "bigquery:my-project:fits.lines$20260102", "bigquery:"],
+)
+def test_bad_output_is_one_config_line(output: str) -> None:
+    with pytest.raises(ConfigError, match=r"^--output must be bigquery:PROJECT:DATASET\.TABLE"):
+        config_from_options(PipelineOptions(["--input", "in", "--output", output]))
+
+
+def test_schema_follows_the_parquet_schema_plus_run_date() -> None:
+    fields = bigquery_schema()["fields"]
+    assert [f["name"] for f in fields] == [*SCHEMA.names, "run_date"]
+    by_name = {f["name"]: (f["type"], f["mode"]) for f in fields}
+    assert by_name["dataset"] == ("STRING", "REQUIRED")
+    assert by_name["w"] == ("FLOAT", "NULLABLE")
+    assert by_name["steps"] == ("INTEGER", "REQUIRED")
+    assert by_name["converged"] == ("BOOLEAN", "REQUIRED")
+    assert by_name["error"] == ("STRING", "NULLABLE")
+    assert by_name["fitted_at"] == ("TIMESTAMP", "REQUIRED")
+    assert by_name["run_date"] == ("DATE", "REQUIRED")
+    for field in SCHEMA:  # nullability carried over one to one
+        assert by_name[field.name][1] == ("NULLABLE" if field.nullable else "REQUIRED")
+
+
+def test_partitioned_by_run_date() -> None:
+    assert load_parameters()["timePartitioning"] == {"type": "DAY", "field": "run_date"}
+
+
+def test_fitted_row_converts_to_json_values() -> None:
+    result = FitResult(
+        w=2.0, b=-1.5, final_loss=0.01, r2=0.99, steps=127, converged=True, status=Status.OK,
+        error=None, n_rows=500, n_dropped=3,
+    )  # fmt: skip
+    row = to_bigquery_row(result_row(REF, result, "run-1", FITTED_AT), "2026-01-02")
+    assert row == {
+        "dataset": "sensors/a", "w": 2.0, "b": -1.5, "final_loss": 0.01, "r2": 0.99, "steps": 127,
+        "converged": True, "status": "ok", "error": None, "n_rows": 500, "n_dropped": 3,
+        "source": "in/sensors/a.parquet", "run_id": "run-1",
+        "fitted_at": "2026-01-02 03:04:05.678901 UTC", "run_date": "2026-01-02",
+    }  # fmt: skip
+    json.dumps(row, allow_nan=False)  # what Beam's file loads do with it
+
+
+def test_failed_row_keeps_nulls() -> None:
+    row = to_bigquery_row(failure_row(REF, "x is constant", "run-1", FITTED_AT), "2026-01-02")
+    assert row["status"] == "failed" and row["error"] == "x is constant"
+    assert row["w"] is None and row["b"] is None
+    json.dumps(row, allow_nan=False)
+
+
+def test_non_finite_floats_become_null_and_times_become_utc() -> None:
+    result = FitResult(
+        w=1.0, b=0.0, final_loss=float("inf"), r2=float("nan"), steps=3, converged=False,
+        status=Status.NOT_CONVERGED, error=None, n_rows=2, n_dropped=0,
+    )  # fmt: skip
+    berlin = dt.timezone(dt.timedelta(hours=1))
+    row = to_bigquery_row(result_row(REF, result, "r", FITTED_AT.astimezone(berlin)), "2026-01-02")
+    assert row["final_loss"] is None and row["r2"] is None
+    assert row["fitted_at"] == "2026-01-02 03:04:05.678901 UTC"
+    json.dumps(row, allow_nan=False)
