@@ -152,7 +152,9 @@ def segment_moments(x: np.ndarray, y: np.ndarray, starts: np.ndarray) -> Moments
         ends = np.append(starts[1:], x.size).tolist()
         fields = [_long_segment(x[a:b], y[a:b]) for a, b in zip(starts.tolist(), ends, strict=True)]
         types = (np.int64, np.int64) + (np.float64,) * 12
-        return Moments(*(np.array(column, dtype=kind) for column, kind in zip(zip(*fields, strict=True), types, strict=True)))
+        return Moments(
+            *(np.array(column, dtype=kind) for column, kind in zip(zip(*fields, strict=True), types, strict=True))
+        )
     return _short_segments(x, y, starts)
 
 
