@@ -172,7 +172,7 @@ def test_dataflow_dry_run_with_setup_file(tmp_path: Path) -> None:
         "--setup_file", str(ROOT / "setup.py"),
     )  # fmt: skip
     labels = _labels(job)
-    for label in ("DiscoverDatasets/Match", "FitDatasets/Read", "FitDatasets/Fit", "WriteTable/WriteParquet"):
+    for label in ("DiscoverDatasets/ListBatches", "FitDatasets/Read", "FitDatasets/Fit", "WriteTable/WriteParquet"):
         assert label in labels
     assert "WriteTable/Commit" in labels
     options = job["options"]

@@ -71,7 +71,7 @@ def test_fitted_row_converts_to_json_values() -> None:
         "dataset": "sensors/a", "w": 2.0, "b": -1.5, "final_loss": 0.01, "r2": 0.99, "steps": 127,
         "converged": True, "status": "ok", "error": None, "n_rows": 500, "n_dropped": 3,
         "source": "in/sensors/a.parquet", "run_id": "run-1",
-        "fitted_at": "2026-01-02 03:04:05.678901 UTC", "run_date": "2026-01-02",
+        "fitted_at": "2026-01-02 03:04:05.678901 UTC", "reused_from": None, "run_date": "2026-01-02",
     }  # fmt: skip
     json.dumps(row, allow_nan=False)  # what Beam's file loads do with it
 
