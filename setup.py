@@ -25,6 +25,7 @@ setup(
     ],
     extras_require={
         "report": ["matplotlib>=3.7"],
+        "bench": ["duckdb>=1.0"],
         # Dataflow, GCS and BigQuery; `build` lets Beam package --setup_file quietly.
         "gcp": ["apache-beam[gcp]>=2.60", "build>=1.0"],
         "test": ["pytest>=8", "duckdb>=1.0", "matplotlib>=3.7", "apache-beam[gcp]>=2.60", "build>=1.0"],

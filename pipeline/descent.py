@@ -21,10 +21,22 @@ once per process however many batches of whatever sizes it fits.
 
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
+
+# TensorFlow's import eagerly loads Keras (for its SavedModel registry), about 0.8 s of
+# every worker's start-up; tapefit never uses Keras. Hide it during the import only
+# (TensorFlow catches the ImportError), so a later ``import keras`` works as usual.
+_HIDE_KERAS = "keras" not in sys.modules
+if _HIDE_KERAS:
+    sys.modules["keras"] = None  # type: ignore[assignment]
+try:
+    import tensorflow as tf
+finally:
+    if _HIDE_KERAS and sys.modules.get("keras", 0) is None:
+        del sys.modules["keras"]
 
 __all__ = ["CONVERGED", "DIVERGED", "MAX_STEPS", "Descent", "DescentOutcome"]
 

@@ -18,6 +18,7 @@ dataset ever has to fit in one worker's memory.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -32,7 +33,7 @@ from pipeline.batches import Batch, MergePartialsFn, Partials, shard_of
 from pipeline.datasets import DatasetRef, input_layout
 from pipeline.fit import Status, failed
 from pipeline.moments import MomentsBuilder, concat, reduce_runs, segment_moments
-from pipeline.options import GroupBy, JobConfig
+from pipeline.options import FitConfig, GroupBy, JobConfig
 from pipeline.progress import ProgressTicker
 from pipeline.reading import (
     DatasetError,
@@ -241,11 +242,43 @@ class ReadKeyedPartsFn(beam.DoFn):
             yield null_rows
 
 
+class _FitterBuild:
+    """Builds a :class:`~pipeline.fit.LineFitter` on a thread: import TensorFlow, trace.
+
+    Started in ``setup()``, the build overlaps the reading of the first batch (which
+    runs in the same fused stage); :meth:`get` waits for it.
+    """
+
+    def __init__(self, config: FitConfig) -> None:
+        self._fitter = None  # the LineFitter, once built
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._build, args=(config,), name="tapefit-fitter", daemon=True)
+        self._thread.start()
+
+    def _build(self, config: FitConfig) -> None:
+        try:
+            from pipeline.fit import LineFitter
+
+            fitter = LineFitter(config)
+            fitter.fit(np.arange(3.0), np.arange(3.0))  # trace the compiled loop now
+            self._fitter = fitter
+        except BaseException as error:  # noqa: BLE001 (re-raised in the caller's thread by get())
+            self._error = error
+
+    def get(self):  # noqa: ANN202 (a pipeline.fit.LineFitter; not imported here to keep TensorFlow lazy)
+        """The built fitter (waits for the build; re-raises its error)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._fitter
+
+
 class FitBatchFn(beam.DoFn):
     """Fits a :class:`Batch` in one compiled call and yields its rows as an Arrow table.
 
-    The compiled TensorFlow loop is built in :meth:`setup` and shared by every thread
-    and DoFn instance of a worker process that hold the same ``shared`` handle.
+    The compiled TensorFlow loop is built from :meth:`setup` (on a thread, so that the
+    first batch is read meanwhile) and shared by every thread and DoFn instance of a
+    worker process that hold the same ``shared`` handle.
 
     Args:
         config: The job's configuration.
@@ -255,15 +288,13 @@ class FitBatchFn(beam.DoFn):
     def __init__(self, config: JobConfig, shared: Shared | None = None) -> None:
         self._config = config
         self._shared = shared or Shared()
-        self._fitter = None  # a pipeline.fit.LineFitter, built in setup()
+        self._build = None  # a _FitterBuild, started in setup()
         self._counters = None  # _Counters, built in setup()
         self._starts = None  # dataset → (w, b) of the previous partition, loaded in setup()
 
     def setup(self) -> None:
-        """Import TensorFlow and trace the descent loop (once per worker process)."""
-        from pipeline.fit import LineFitter
-
-        self._fitter = self._shared.acquire(lambda: LineFitter(self._config.fit))
+        """Start importing TensorFlow and tracing the descent loop (once per worker process)."""
+        self._build = self._shared.acquire(lambda: _FitterBuild(self._config.fit))
         self._counters = _Counters()
         self._starts = {}  # dataset → previous (w, b), for --warm_start
         if self._config.warm_start:
@@ -274,12 +305,13 @@ class FitBatchFn(beam.DoFn):
 
     def process(self, batch: Batch) -> Iterator[pa.Table]:
         """Yield one table with a row per dataset of the batch (failed ones included)."""
+        fitter = self._build.get()
         started = time.perf_counter()
         starts = [self._starts.get(d) for d in batch.datasets] if self._starts else None
         if isinstance(batch.data, list):
-            results = self._fitter.fit_rows(batch.data, starts) if batch.data else []
+            results = fitter.fit_rows(batch.data, starts) if batch.data else []
         else:
-            results = self._fitter.fit_moments(batch.data, starts) if len(batch.data) else []
+            results = fitter.fit_moments(batch.data, starts) if len(batch.data) else []
         datasets = [*batch.datasets, *(f[0] for f in batch.failed)]
         sources = [*batch.sources, *(f[1] for f in batch.failed)]
         results = [*results, *(failed(f[2]) for f in batch.failed)]
