@@ -27,6 +27,7 @@ from pipeline.options import GroupBy, JobConfig
 __all__ = [
     "DatasetRef",
     "DiscoverDatasets",
+    "Expected",
     "InputLayout",
     "directory_ref",
     "file_ref",
@@ -64,6 +65,20 @@ class InputLayout:
         if self.exclude and (path + "/").startswith(self.exclude + "/"):
             return False
         return not any(part.startswith((".", "_")) for part in self.relative(path).split("/"))
+
+
+@dataclass(frozen=True)
+class Expected:
+    """How many datasets discovery found (file and directory grouping).
+
+    Every one must end as exactly one row; the commit checks this before making the
+    partition visible.
+
+    Attributes:
+        datasets: The number of datasets found.
+    """
+
+    datasets: int
 
 
 @dataclass(frozen=True)
@@ -187,6 +202,7 @@ class _ListBatchesFn(beam.DoFn):
             prints = {WHOLE_INPUT: fingerprint(settings, list(stamp.values()))}
         else:
             prints = {ref.dataset: fingerprint(settings, [stamp[p] for p in ref.paths]) for ref in items}
+            yield Expected(len(items))
         if not config.output.startswith("bigquery:"):  # BigQuery tables keep no fingerprints
             write_fingerprints(staging_dir(config), prints)
         if config.incremental:
@@ -227,7 +243,8 @@ class DiscoverDatasets(beam.PTransform):
     """Lists the input inside the pipeline and emits batches of what the readers need.
 
     With ``--incremental``, unchanged datasets arrive instead as Arrow tables of
-    their reused rows (:mod:`pipeline.history`). Otherwise, for ``file`` and
+    their reused rows (:mod:`pipeline.history`); for file and directory grouping one
+    :class:`Expected` element tells how many datasets there are in all. Otherwise, for ``file`` and
     ``directory`` grouping each element is a list of
     :class:`DatasetRef` (with ``parts``, one ref per part file of a directory); for
     ``column:`` grouping it is a list of file paths (the datasets only appear once

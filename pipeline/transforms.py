@@ -30,7 +30,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
 from pipeline.batches import Batch, MergePartialsFn, Partials, shard_of
-from pipeline.datasets import DatasetRef, input_layout
+from pipeline.datasets import DatasetRef, Expected, input_layout
 from pipeline.fit import Status, failed
 from pipeline.moments import MomentsBuilder, concat, reduce_runs, segment_moments
 from pipeline.options import FitConfig, GroupBy, JobConfig
@@ -245,21 +245,30 @@ class ReadKeyedPartsFn(beam.DoFn):
 class _FitterBuild:
     """Builds a :class:`~pipeline.fit.LineFitter` on a thread: import TensorFlow, trace.
 
-    Started in ``setup()``, the build overlaps the reading of the first batch (which
-    runs in the same fused stage); :meth:`get` waits for it.
+    Started from ``setup()``, the build overlaps the reading of the first batch (which
+    runs in the same fused stage); :meth:`get` waits for it, starting it if needed.
     """
 
     def __init__(self, config: FitConfig) -> None:
+        self._config = config
         self._fitter = None  # the LineFitter, once built
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._build, args=(config,), name="tapefit-fitter", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None  # set by start()
+        self._lock = threading.Lock()
 
-    def _build(self, config: FitConfig) -> None:
+    def start(self) -> _FitterBuild:
+        """Start building (once), and return self."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._build, name="tapefit-fitter", daemon=True)
+                self._thread.start()
+        return self
+
+    def _build(self) -> None:
         try:
             from pipeline.fit import LineFitter
 
-            fitter = LineFitter(config)
+            fitter = LineFitter(self._config)
             fitter.fit(np.arange(3.0), np.arange(3.0))  # trace the compiled loop now
             self._fitter = fitter
         except BaseException as error:  # noqa: BLE001 (re-raised in the caller's thread by get())
@@ -267,7 +276,7 @@ class _FitterBuild:
 
     def get(self):  # noqa: ANN202 (a pipeline.fit.LineFitter; not imported here to keep TensorFlow lazy)
         """The built fitter (waits for the build; re-raises its error)."""
-        self._thread.join()
+        self.start()._thread.join()
         if self._error is not None:
             raise self._error
         return self._fitter
@@ -293,8 +302,14 @@ class FitBatchFn(beam.DoFn):
         self._starts = None  # dataset → (w, b) of the previous partition, loaded in setup()
 
     def setup(self) -> None:
-        """Start importing TensorFlow and tracing the descent loop (once per worker process)."""
+        """Start importing TensorFlow and tracing the descent loop (once per worker process).
+
+        With ``--incremental`` most datasets may be reused, so the build waits for the
+        first batch that really needs a fit.
+        """
         self._build = self._shared.acquire(lambda: _FitterBuild(self._config.fit))
+        if not self._config.incremental:
+            self._build.start()
         self._counters = _Counters()
         self._starts = {}  # dataset → previous (w, b), for --warm_start
         if self._config.warm_start:
@@ -423,13 +438,22 @@ def _count_null_keys(count: int) -> int:
     return count
 
 
+def _kind_of_found(element: object, _: int) -> int:
+    """0: work to read; 1: reused rows (Arrow tables); 2: the count of datasets found."""
+    return 1 if isinstance(element, pa.Table) else 2 if isinstance(element, Expected) else 0
+
+
+def _datasets(expected: Expected) -> int:
+    return expected.datasets
+
+
 class FitDatasets(beam.PTransform):
     """Reads and fits every discovered dataset; exactly one output row per dataset.
 
     Input: what :class:`pipeline.datasets.DiscoverDatasets` emits (batches). Output: a
-    dict with ``tables`` (Arrow tables of output rows, :data:`pipeline.table.SCHEMA`)
-    and ``null_keys`` (counts of rows skipped for a null key; empty unless grouping
-    by column).
+    dict with ``tables`` (Arrow tables of output rows, :data:`pipeline.table.SCHEMA`),
+    ``null_keys`` (counts of rows skipped for a null key; empty unless grouping by
+    column) and ``expected`` (how many datasets were found; empty for column grouping).
 
     Args:
         config: The job's configuration.
@@ -445,7 +469,7 @@ class FitDatasets(beam.PTransform):
         gram = config.fit.loss_form == "gram"
         columns = (config.x_column, config.y_column)
         null_keys = None
-        found, reused = found | "SplitReused" >> beam.Partition(lambda e, _: 1 if isinstance(e, pa.Table) else 0, 2)
+        found, reused, expected = found | "SplitReused" >> beam.Partition(_kind_of_found, 3)
         if config.group_by == GroupBy.COLUMN and gram:
             read, read_dead = _guarded(found, "ReadKeyed", ReadKeyedPartsFn(config), _singles)
             partials, null_keys = _split_counts(read, "SplitNullKeys")
@@ -481,4 +505,4 @@ class FitDatasets(beam.PTransform):
             null_keys = found.pipeline | "NoNullKeys" >> beam.Create([])
         else:
             null_keys = null_keys | "NullKeyCounts" >> beam.Map(_count_null_keys)
-        return {"tables": tables, "null_keys": null_keys}
+        return {"tables": tables, "null_keys": null_keys, "expected": expected | "Expected" >> beam.Map(_datasets)}

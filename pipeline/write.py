@@ -196,7 +196,12 @@ def _swap_by_files(staged: str, final: str, names: list[str]) -> None:
 
 
 def commit_partition(
-    config: JobConfig, files: list[str], summary: dict, null_key_rows: int, finished_at: dt.datetime
+    config: JobConfig,
+    files: list[str],
+    summary: dict,
+    null_key_rows: int,
+    finished_at: dt.datetime,
+    expected: int = 0,
 ) -> dict:
     """Write the manifest and make the staged partition the visible one.
 
@@ -206,17 +211,25 @@ def commit_partition(
         summary: The :class:`SummarizeRows` tally of all output rows.
         null_key_rows: Rows skipped because their grouping key was null.
         finished_at: When the write finished (UTC).
+        expected: How many datasets discovery found (0: unknown, as for column
+            grouping); the rows must number exactly that.
 
     Returns:
         The manifest that was written.
 
     Raises:
-        RuntimeError: if there is nothing to commit (the previous partition is kept).
+        RuntimeError: if there is nothing to commit, or the rows do not match the
+            datasets found (the previous partition is kept either way).
     """
     final = partition_dir(config)
     staged = staging_dir(config)
     if not files or not summary["datasets"]:
         raise RuntimeError("no datasets were fitted; the previous partition is kept")
+    if expected and summary["datasets"] != expected:
+        raise RuntimeError(
+            f"{summary['datasets']} rows for the {expected} datasets found: a row was lost or duplicated, "
+            "so nothing was committed and the previous partition is kept (rerun the date)"
+        )
     if not FileSystems.exists(files[0]):  # a retried commit after a successful one
         committed = read_manifest(config) if FileSystems.exists(FileSystems.join(final, MANIFEST)) else {}
         if committed.get("run_id") == config.run_id:
@@ -274,15 +287,18 @@ class _CommitFn(beam.DoFn):
     def __init__(self, config: JobConfig) -> None:
         self._config = config
 
-    def process(self, files: list[str], summary: dict, null_key_rows: int) -> Iterator[dict]:
-        yield commit_partition(self._config, files, summary, null_key_rows, dt.datetime.now(dt.timezone.utc))
+    def process(self, files: list[str], summary: dict, null_key_rows: int, expected: int) -> Iterator[dict]:
+        now = dt.datetime.now(dt.timezone.utc)
+        yield commit_partition(self._config, files, summary, null_key_rows, now, expected)
 
 
 class WriteTable(beam.PTransform):
     """Writes the rows as this run's partition and commits it; outputs the manifest.
 
-    Input: a dict with ``tables`` (Arrow tables of output rows) and ``null_keys``
-    (null-key row counts), as :class:`pipeline.transforms.FitDatasets` returns it.
+    Input: a dict with ``tables`` (Arrow tables of output rows), ``null_keys``
+    (null-key row counts) and ``expected`` (datasets found), as
+    :class:`pipeline.transforms.FitDatasets` returns it. The commit refuses a partition
+    whose row count differs from the datasets found.
 
     Args:
         config: The job's configuration.
@@ -303,6 +319,7 @@ class WriteTable(beam.PTransform):
         )
         summary = tables | "Summarize" >> beam.CombineGlobally(SummarizeRows())
         null_keys = results["null_keys"] | "SumNullKeys" >> beam.CombineGlobally(sum)
+        expected = results["expected"] | "SumExpected" >> beam.CombineGlobally(sum)
         return (
             files
             | "AllFiles" >> beam.combiners.ToList()
@@ -311,5 +328,6 @@ class WriteTable(beam.PTransform):
                 _CommitFn(self._config),
                 beam.pvalue.AsSingleton(summary),
                 beam.pvalue.AsSingleton(null_keys),
+                beam.pvalue.AsSingleton(expected),
             )
         )

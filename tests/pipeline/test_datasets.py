@@ -9,7 +9,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.datasets import DatasetRef, DiscoverDatasets, input_layout, list_dataset_files
+from pipeline.datasets import DatasetRef, DiscoverDatasets, Expected, input_layout, list_dataset_files
 from pipeline.options import FitConfig, JobConfig
 from tests.pipeline.test_options import NOW
 
@@ -56,6 +56,10 @@ def _config(root: Path, group_by: str = "file", loss_form: str = "gram", batch_s
     )  # fmt: skip
 
 
+def _refs(element: object) -> list:
+    return element if isinstance(element, list) else []
+
+
 def test_list_dataset_files(tmp_path: Path) -> None:
     _tree(tmp_path)
     found = list_dataset_files(input_layout(str(tmp_path)))
@@ -68,8 +72,10 @@ def test_list_dataset_files(tmp_path: Path) -> None:
 def test_discover_one_dataset_per_file(tmp_path: Path) -> None:
     _tree(tmp_path)
     with TestPipeline() as p:
-        batches = p | DiscoverDatasets(_config(tmp_path, batch_size=2))
+        found = p | DiscoverDatasets(_config(tmp_path, batch_size=2))
+        batches = found | beam.Filter(lambda e: isinstance(e, list))
         assert_that(batches | beam.Map(len), equal_to([2, 2, 1]), label="BatchSizes")
+        assert_that(found | beam.Filter(lambda e: isinstance(e, Expected)), equal_to([Expected(5)]), label="Expected")
         refs = batches | beam.FlatMap(lambda batch: batch)
         assert_that(
             refs | beam.Map(lambda ref: (ref.dataset, ref.source == ref.paths[0], len(ref.paths))),
@@ -90,7 +96,7 @@ def test_discover_one_dataset_per_directory(tmp_path: Path) -> None:
     _tree(tmp_path)
     root = str(tmp_path)
     with TestPipeline() as p:
-        refs = p | DiscoverDatasets(_config(tmp_path, "directory", "rows")) | beam.FlatMap(lambda batch: batch)
+        refs = p | DiscoverDatasets(_config(tmp_path, "directory", "rows")) | beam.FlatMap(_refs)
         assert_that(
             refs,
             equal_to(
@@ -113,7 +119,7 @@ def test_discover_directory_parts_one_by_one_for_gram(tmp_path: Path) -> None:
     _tree(tmp_path)
     root = str(tmp_path)
     with TestPipeline() as p:
-        refs = p | DiscoverDatasets(_config(tmp_path, "directory")) | beam.FlatMap(lambda batch: batch)
+        refs = p | DiscoverDatasets(_config(tmp_path, "directory")) | beam.FlatMap(_refs)
         assert_that(
             refs | beam.Map(lambda ref: (ref.dataset, ref.source, ref.paths)),
             equal_to(

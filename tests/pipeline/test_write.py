@@ -113,6 +113,17 @@ def test_commit_refuses_an_empty_result_and_keeps_the_previous_partition(tmp_pat
     assert (Path(partition_dir(first)) / "one.parquet").exists()
 
 
+def test_commit_refuses_rows_that_do_not_match_the_datasets_found(tmp_path: Path) -> None:
+    table = tmp_path / "table"
+    first = _config(table, "run-1")
+    commit_partition(first, [_stage(first, "one.parquet")], EXPECTED, 0, NOW, expected=5)
+    second = _config(table, "run-2")
+    with pytest.raises(RuntimeError, match="5 rows for the 6 datasets found"):
+        commit_partition(second, [_stage(second, "two.parquet")], EXPECTED, 0, NOW, expected=6)
+    final = Path(partition_dir(first))
+    assert sorted(p.name for p in final.iterdir()) == ["_manifest.json", "one.parquet"]  # untouched
+
+
 def test_output_check_fails_under_a_regular_file(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(Exception):  # noqa: B017,PT011 (Beam raises its own IO error types)
@@ -131,6 +142,7 @@ def test_write_table_pipeline_produces_partition_with_all_rows(tmp_path: Path) -
                 [pa.Table.from_pylist(ROWS[:2], schema=SCHEMA), pa.Table.from_pylist(ROWS[2:], schema=SCHEMA)]
             ),
             "null_keys": p | "Nulls" >> beam.Create([2, 3]),
+            "expected": p | "Expected" >> beam.Create([5]),
         }
         _ = results | WriteTable(config)
     final = Path(partition_dir(config))
