@@ -154,6 +154,9 @@ def _header(parts: PageParts) -> str:
         "started": manifest.get("started_at", "—"),
         "finished": manifest.get("finished_at", "—"),
     }
+    reused = sum(1 for r in parts.rows if r.get("reused_from"))
+    if reused:
+        facts["reused unchanged"] = f"{reused:,} rows copied from earlier runs (--incremental)"
     if not manifest:
         facts["manifest"] = "no _manifest.json in this partition (not committed by tapefit?)"
     changes = parts.comparison
