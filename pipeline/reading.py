@@ -22,6 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 __all__ = [
     "DatasetError",
     "KeyedChunk",
+    "iter_tables",
     "iter_xy",
     "one_line",
     "open_parquet",
@@ -98,15 +99,17 @@ def read_table(path: str, columns: list[str]) -> pa.Table:
             raise DatasetError(f"could not read Parquet data: {one_line(error)}") from error
 
 
-def iter_tables(path: str, columns: list[str], chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
+def iter_tables(path: str, columns: list[str], chunk_rows: int | None = None) -> Iterator[pa.Table]:
     """Yield ``columns`` of a Parquet file in pieces of at most about ``chunk_rows`` rows.
 
     A small file is one read; a large one is streamed record batch by record batch, so
-    memory stays bounded whatever the file's size.
+    memory stays bounded whatever the file's size. ``chunk_rows`` defaults to
+    :data:`CHUNK_ROWS`.
 
     Raises:
         DatasetError: if the file is unreadable or lacks a column.
     """
+    chunk_rows = chunk_rows or CHUNK_ROWS
     with open_parquet(path, columns) as parquet:
         try:
             if parquet.metadata.num_rows <= chunk_rows:

@@ -1,4 +1,7 @@
-"""Beam transforms: read datasets in batches, fit each batch in one compiled call.
+"""Beam transforms: fit each batch of datasets in one compiled call; wire the pipeline.
+
+The readers live in :mod:`pipeline.readers`; this module fits, turns dead letters
+into rows, and assembles :class:`FitDatasets`.
 
 Every dataset ends as exactly one output row (in Arrow tables of
 :data:`pipeline.table.SCHEMA`). Expected problems (too few rows, constant x,
@@ -29,25 +32,16 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
-from pipeline.batches import Batch, MergePartialsFn, Partials, shard_of
+from pipeline.batches import Batch, MergePartialsFn
 from pipeline.datasets import DatasetRef, Expected, input_layout
 from pipeline.fit import Status, failed
-from pipeline.moments import MomentsBuilder, concat, reduce_runs, segment_moments
 from pipeline.options import FitConfig, GroupBy, JobConfig
 from pipeline.progress import ProgressTicker
-from pipeline.reading import (
-    DatasetError,
-    KeyedChunk,
-    iter_tables,
-    iter_xy,
-    one_line,
-    read_keyed,
-    split_by_key,
-    to_float64,
-)
+from pipeline.readers import ReadBatchFn, ReadKeyedPartsFn, ReadKeyedRowsFn, ReadPartsFn
+from pipeline.reading import DatasetError, KeyedChunk, one_line
 from pipeline.table import results_table
 
-__all__ = ["NAMESPACE", "FitBatchFn", "FitDatasets", "ReadBatchFn", "ReadKeyedPartsFn", "ReadPartsFn"]
+__all__ = ["NAMESPACE", "FitBatchFn", "FitDatasets"]
 
 NAMESPACE = "tapefit"
 
@@ -87,159 +81,6 @@ class _Counters:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
-
-
-def _read_refs(
-    refs: list[DatasetRef], columns: tuple[str, str], gram: bool
-) -> tuple[list[DatasetRef], object, list[tuple[DatasetRef, str]]]:
-    """Read whole datasets: (readable refs, their Moments or (x, y) list, unreadable refs with reasons)."""
-    builder = MomentsBuilder() if gram else None
-    good, rows, bad = [], [], []
-    for ref in refs:
-        chunks = []
-        try:
-            for path in ref.paths:
-                try:
-                    for x, y in iter_xy(path, *columns):
-                        if builder is None:
-                            chunks.append((x, y))
-                        else:
-                            builder.add(len(good), x, y)
-                except DatasetError as error:
-                    if ref.source == path:
-                        raise
-                    raise DatasetError(f"{path[len(ref.source) + 1 :]}: {error}") from error
-        except DatasetError as error:
-            bad.append((ref, str(error)))
-            if builder is not None:
-                builder.discard(len(good))
-            continue
-        good.append(ref)
-        if builder is None:
-            rows.append(tuple(np.concatenate([c[i] for c in chunks]) if chunks else np.zeros(0) for i in (0, 1)))
-    return good, rows if builder is None else builder.result(len(good)), bad
-
-
-class ReadBatchFn(beam.DoFn):
-    """Reads a batch of whole datasets into a :class:`Batch` (file and directory grouping).
-
-    With ``gram`` each dataset becomes its moments, read a bounded chunk at a time;
-    with ``rows`` its x, y columns are kept in memory.
-
-    Args:
-        x_column: Name of the x column.
-        y_column: Name of the y column.
-        loss_form: ``"gram"`` or ``"rows"``.
-    """
-
-    def __init__(self, x_column: str, y_column: str, loss_form: str) -> None:
-        self._columns = (x_column, y_column)
-        self._gram = loss_form == "gram"
-
-    def process(self, refs: list[DatasetRef]) -> Iterator[Batch]:
-        """Yield one batch: the readable datasets' data and the unreadable ones' reasons."""
-        good, data, bad = _read_refs(refs, self._columns, self._gram)
-        failures = tuple((ref.dataset, ref.source, reason) for ref, reason in bad)
-        yield Batch(tuple(r.dataset for r in good), tuple(r.source for r in good), data, failures)
-
-
-def _by_shard(partials: Partials) -> Iterator[tuple[int, Partials]]:
-    """Split partial moments by the shard of their dataset ids."""
-    shards: dict[int, list[int]] = {}
-    for i, dataset in enumerate(partials.datasets):
-        shards.setdefault(shard_of(dataset), []).append(i)
-    failed_by_shard: dict[int, list[tuple]] = {}
-    for failure in partials.failed:
-        failed_by_shard.setdefault(shard_of(failure[0]), []).append(failure)
-    for shard in sorted(set(shards) | set(failed_by_shard)):
-        index = np.array(shards.get(shard, []), dtype=np.int64)
-        yield (
-            shard,
-            Partials(
-                tuple(partials.datasets[i] for i in index.tolist()),
-                tuple(partials.sources[i] for i in index.tolist()),
-                tuple(partials.parts[i] for i in index.tolist()),
-                partials.moments.take(index),
-                tuple(failed_by_shard.get(shard, ())),
-            ),
-        )
-
-
-class ReadPartsFn(beam.DoFn):
-    """Reads part files of directory datasets into partial moments keyed by shard.
-
-    Args:
-        x_column: Name of the x column.
-        y_column: Name of the y column.
-    """
-
-    def __init__(self, x_column: str, y_column: str) -> None:
-        self._columns = (x_column, y_column)
-
-    def process(self, refs: list[DatasetRef]) -> Iterator[tuple[int, Partials]]:
-        """Yield ``(shard, Partials)``; each ref holds one part file of its dataset."""
-        good, moments, bad = _read_refs(refs, self._columns, gram=True)
-        yield from _by_shard(
-            Partials(
-                tuple(r.dataset for r in good),
-                tuple(r.source for r in good),
-                tuple(r.paths[0] for r in good),
-                moments,
-                tuple((r.dataset, r.source, r.paths[0], reason) for r, reason in bad),
-            )
-        )
-
-
-class ReadKeyedPartsFn(beam.DoFn):
-    """Reads files of a long table into per-key partial moments, keyed by shard.
-
-    Each file is streamed a bounded chunk at a time; its rows are split by key with
-    vectorized Arrow/numpy calls. Rows with a null key are counted and yielded as an
-    ``int``. An unreadable file becomes a ``failed`` entry named by its path.
-
-    Args:
-        config: The job's configuration.
-    """
-
-    def __init__(self, config: JobConfig) -> None:
-        self._config = config
-
-    def process(self, paths: list[str]) -> Iterator[tuple[int, Partials] | int]:
-        """Yield ``(shard, Partials)`` for the keys of the batch's files, then the null-key count."""
-        config = self._config
-        columns = [config.key_column, config.x_column, config.y_column]
-        layout = input_layout(config.input, config.output)
-        keys, parts, pieces, bad, null_rows = [], [], [], [], 0
-        for path in paths:
-            file_keys, file_pieces = [], []
-            try:
-                for table in iter_tables(path, columns):
-                    x = to_float64(table.column(config.x_column), config.x_column)
-                    y = to_float64(table.column(config.y_column), config.y_column)
-                    names, order, starts, nulls = split_by_key(table, config.key_column)
-                    null_rows += nulls
-                    if names:
-                        file_keys.extend(names)
-                        file_pieces.append(segment_moments(x[order], y[order], starts))
-            except DatasetError as error:
-                reason = f"file could not be read, its rows are in no dataset: {error}"
-                bad.append((layout.relative(path), path, path, reason))
-                continue
-            if len(file_pieces) > 1:  # the same key in several chunks of one file: merge them
-                names = np.array(file_keys, dtype=object)
-                order = np.argsort(names.astype(str), kind="stable")
-                sorted_names = names[order]
-                starts = np.flatnonzero(np.append(True, sorted_names[1:] != sorted_names[:-1]))
-                file_pieces = [reduce_runs(concat(file_pieces).take(order), starts)]
-                file_keys = sorted_names[starts].tolist()
-            keys.extend(file_keys)
-            parts.extend([path] * len(file_keys))
-            pieces.extend(file_pieces)
-        if keys or bad:
-            moments = concat(pieces) if pieces else segment_moments(np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
-            yield from _by_shard(Partials(tuple(keys), (config.input,) * len(keys), tuple(parts), moments, tuple(bad)))
-        if null_rows:
-            yield null_rows
 
 
 class _FitterBuild:
@@ -407,24 +248,6 @@ def _assemble(source: str, key: str, chunks: Iterable[KeyedChunk]) -> tuple[str,
 
 def _rows_batch(loaded: list[tuple[str, str, tuple]]) -> Batch:
     return Batch(tuple(k for k, _, _ in loaded), tuple(s for _, s, _ in loaded), [xy for _, _, xy in loaded])
-
-
-class ReadKeyedRowsFn(beam.DoFn):
-    """Reads one file of a long table and yields ``(key, KeyedChunk)`` per key (``rows`` form).
-
-    Rows with a null key yield one ``int`` (their count).
-    """
-
-    def __init__(self, key_column: str, x_column: str, y_column: str) -> None:
-        self._columns = (key_column, x_column, y_column)
-
-    def process(self, path: str) -> Iterator[tuple[str, KeyedChunk] | int]:
-        """Yield the file's chunks keyed by dataset id, then its null-key count."""
-        chunks, null_rows = read_keyed(path, *self._columns)
-        for chunk in chunks:
-            yield chunk.key, chunk
-        if null_rows:
-            yield null_rows
 
 
 def _split_counts(pcoll: beam.PCollection, label: str) -> tuple[beam.PCollection, beam.PCollection]:
