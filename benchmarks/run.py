@@ -93,10 +93,19 @@ def _progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _warm_page_cache(data: Path) -> None:
+    """Read every input file once, untimed, so no contender pays for a cold disk cache."""
+    for path in sorted(data.rglob("*.parquet")):
+        with path.open("rb") as handle:
+            while handle.read(1 << 24):
+                pass
+
+
 def _run_workload(workload: Workload, data: Path, args: argparse.Namespace) -> list[dict]:
     outcomes: dict[str, Outcome] = {}
     contenders: list[Contender] = args.contenders
     for contender in contenders:
+        _warm_page_cache(data)
         out = args.cache / "runs" / workload.key / contender.name
         outcome = run_contender(contender, workload, data, out, shlex.split(args.tapefit_args), args.timeout)
         outcomes[contender.name] = outcome
