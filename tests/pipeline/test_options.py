@@ -22,8 +22,9 @@ def test_defaults() -> None:
     assert (config.input, config.output, config.run_date) == ("in", "out", "2026-11-25")
     assert (config.group_by, config.key_column, config.x_column, config.y_column) == (GroupBy.FILE, None, "x", "y")
     assert config.fit == FitConfig(
-        learning_rate=0.1, max_steps=1000, tolerance=1e-12, standardize=True, dtype="float64"
+        learning_rate=0.1, max_steps=1000, tolerance=1e-12, standardize=True, dtype="float64", loss_form="gram"
     )
+    assert (config.batch_size, config.incremental, config.warm_start) == (2000, False, False)
     assert config.run_id.startswith("20261125T235900Z-")
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.input = "other"  # type: ignore[misc]
@@ -33,10 +34,12 @@ def test_every_flag_is_read() -> None:
     config = _config(
         "--group_by", "column:sensor", "--x_column", "t", "--y_column", "v", "--learning_rate", "0.5",
         "--max_steps", "20", "--tolerance", "1e-6", "--no_standardize", "--dtype", "float32",
-        "--run_date", "2024-02-29", "--runner", "DirectRunner",
+        "--run_date", "2024-02-29", "--runner", "DirectRunner", "--loss_form", "rows", "--batch_size", "7",
+        "--incremental", "--warm_start",
     )  # fmt: skip
     assert (config.group_by, config.key_column, config.x_column, config.y_column) == ("column", "sensor", "t", "v")
-    assert config.fit == FitConfig(0.5, 20, 1e-6, False, "float32")
+    assert config.fit == FitConfig(0.5, 20, 1e-6, False, "float32", "rows")
+    assert (config.batch_size, config.incremental, config.warm_start) == (7, True, True)
     assert config.run_date == "2024-02-29"
     assert config.describe()["group_by"] == "column:sensor"
 
@@ -54,6 +57,10 @@ def test_every_flag_is_read() -> None:
         (["--dtype", "float16"], "--dtype must be one of"),
         (["--run_date", "2024-02-30"], "--run_date must be a date"),
         (["--run_date", "20240101"], "--run_date must be a date"),
+        (["--loss_form", "exact"], "--loss_form must be one of gram, rows"),
+        (["--batch_size", "0"], "--batch_size must be at least 1"),
+        (["--output", "bigquery:my-project:fits.lines", "--incremental"], "need a Parquet table"),
+        (["--output", "bigquery:my-project:fits.lines", "--warm_start"], "need a Parquet table"),
     ],
 )
 def test_invalid_values_raise_config_error(flags: list[str], message: str) -> None:
