@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.moments import Moments, concat, empty, reduce_runs
 
@@ -105,17 +107,19 @@ class MergePartialsFn(beam.CombineFn):
 
     def extract_output(self, accumulator: list[Partials]) -> Batch:
         """Merge every dataset's parts in (dataset, part) order and return the batch."""
-        datasets = np.array([d for p in accumulator for d in p.datasets], dtype=object)
-        parts = np.array([q for p in accumulator for q in p.parts], dtype=object)
+        datasets = [d for p in accumulator for d in p.datasets]
+        parts = [q for p in accumulator for q in p.parts]
         sources = [s for p in accumulator for s in p.sources]
         moments = concat([p.moments for p in accumulator]) if accumulator else empty(0)
         failures: dict[str, tuple[str, str, str]] = {}
         for dataset, source, part, reason in sorted(f for p in accumulator for f in p.failed):
             failures.setdefault(dataset, (source, part, reason))
-        keep = np.array([d not in failures for d in datasets.tolist()], dtype=bool)
-        order = np.flatnonzero(keep)
-        order = order[np.lexsort((parts[order].astype(str), datasets[order].astype(str)))]
-        ids = datasets[order]
+        keys = pa.table({"dataset": pa.array(datasets, pa.string()), "part": pa.array(parts, pa.string())})
+        order = pc.sort_indices(keys, sort_keys=[("dataset", "ascending"), ("part", "ascending")]).to_numpy()
+        if failures:  # a dataset with an unreadable part fails as a whole
+            failing = pc.is_in(keys.column("dataset"), pa.array(list(failures), pa.string())).to_numpy(False)
+            order = order[~failing[order]]
+        ids = keys.column("dataset").take(pa.array(order)).to_numpy(zero_copy_only=False)
         starts = np.flatnonzero(np.append(True, ids[1:] != ids[:-1])) if ids.size else np.zeros(0, np.int64)
         merged = reduce_runs(moments.take(order), starts) if ids.size else empty(0)
         failed = tuple((dataset, source, reason) for dataset, (source, _, reason) in sorted(failures.items()))

@@ -176,6 +176,8 @@ def split_by_key(table: pa.Table, key_column: str) -> tuple[list[str], np.ndarra
     encoded = pc.dictionary_encode(keys).combine_chunks()
     codes = pc.fill_null(encoded.indices, -1).to_numpy()
     null_rows = int(np.count_nonzero(codes < 0))
+    if len(encoded.dictionary) < np.iinfo(np.int16).max:  # numpy radix-sorts 16-bit keys: ~6x faster
+        codes = codes.astype(np.int16)
     order = np.argsort(codes, kind="stable")[null_rows:]
     sorted_codes = codes[order]
     starts = np.flatnonzero(np.diff(sorted_codes, prepend=-2))
