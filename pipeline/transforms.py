@@ -83,52 +83,31 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class _FitterBuild:
-    """Builds a :class:`~pipeline.fit.LineFitter` on a thread: import TensorFlow, trace.
-
-    Started from ``setup()``, the build overlaps the reading of the first batch (which
-    runs in the same fused stage); :meth:`get` waits for it, starting it if needed.
-    """
+class _LazyFitter:
+    """Builds a :class:`~pipeline.fit.LineFitter` (import TensorFlow, trace) once, on first use."""
 
     def __init__(self, config: FitConfig) -> None:
         self._config = config
         self._fitter = None  # the LineFitter, once built
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None  # set by start()
         self._lock = threading.Lock()
 
-    def start(self) -> _FitterBuild:
-        """Start building (once), and return self."""
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._build, name="tapefit-fitter", daemon=True)
-                self._thread.start()
-        return self
-
-    def _build(self) -> None:
-        try:
-            from pipeline.fit import LineFitter
-
-            fitter = LineFitter(self._config)
-            fitter.fit(np.arange(3.0), np.arange(3.0))  # trace the compiled loop now
-            self._fitter = fitter
-        except BaseException as error:  # noqa: BLE001 (re-raised in the caller's thread by get())
-            self._error = error
-
     def get(self):  # noqa: ANN202 (a pipeline.fit.LineFitter; not imported here to keep TensorFlow lazy)
-        """The built fitter (waits for the build; re-raises its error)."""
-        self.start()._thread.join()
-        if self._error is not None:
-            raise self._error
+        """The fitter, built and traced by the first caller."""
+        with self._lock:
+            if self._fitter is None:
+                from pipeline.fit import LineFitter
+
+                fitter = LineFitter(self._config)
+                fitter.fit(np.arange(3.0), np.arange(3.0))  # trace the compiled loop now
+                self._fitter = fitter
         return self._fitter
 
 
 class FitBatchFn(beam.DoFn):
     """Fits a :class:`Batch` in one compiled call and yields its rows as an Arrow table.
 
-    The compiled TensorFlow loop is built from :meth:`setup` (on a thread, so that the
-    first batch is read meanwhile) and shared by every thread and DoFn instance of a
-    worker process that hold the same ``shared`` handle.
+    The compiled TensorFlow loop is built in :meth:`setup` and shared by every thread
+    and DoFn instance of a worker process that hold the same ``shared`` handle.
 
     Args:
         config: The job's configuration.
@@ -138,19 +117,19 @@ class FitBatchFn(beam.DoFn):
     def __init__(self, config: JobConfig, shared: Shared | None = None) -> None:
         self._config = config
         self._shared = shared or Shared()
-        self._build = None  # a _FitterBuild, started in setup()
+        self._build = None  # a _LazyFitter, acquired in setup()
         self._counters = None  # _Counters, built in setup()
         self._starts = None  # dataset → (w, b) of the previous partition, loaded in setup()
 
     def setup(self) -> None:
-        """Start importing TensorFlow and tracing the descent loop (once per worker process).
+        """Import TensorFlow and trace the descent loop (once per worker process).
 
         With ``--incremental`` most datasets may be reused, so the build waits for the
-        first batch that really needs a fit.
+        first batch that really needs a fit (an unchanged rerun never imports TensorFlow).
         """
-        self._build = self._shared.acquire(lambda: _FitterBuild(self._config.fit))
+        self._build = self._shared.acquire(lambda: _LazyFitter(self._config.fit))
         if not self._config.incremental:
-            self._build.start()
+            self._build.get()
         self._counters = _Counters()
         self._starts = {}  # dataset → previous (w, b), for --warm_start
         if self._config.warm_start:
