@@ -6,7 +6,7 @@ Usage::
                              [options] [any Beam pipeline options]
 
 This launcher only parses and validates options, checks the input and output, runs
-the pipeline built by :func:`pipeline.build.build` and prints a summary. Exit status:
+the pipeline built by :func:`pipeline.graph.build.build` and prints a summary. Exit status:
 0 on success, 2 for a usage problem (bad option, no input files, unwritable output),
 1 when the pipeline itself fails, 3 when the table was written but more than
 ``--max_failed_fraction`` of the datasets failed or diverged. Local inputs and outputs
@@ -22,6 +22,8 @@ import os
 import sys
 import tempfile
 import time
+
+from jobs.console import quiet_stderr, set_up_logging
 
 __all__ = ["console_main", "main"]
 
@@ -48,23 +50,15 @@ class _StrictParser(argparse.ArgumentParser):
         self.add_argument(*args, **kwargs)
 
 
-def _quiet_logging() -> None:
-    """Keep the console for tapefit's own output: warnings and up, minus known noise."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # same numbers on every CPU, less noise
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(lambda record: "apitools not found" not in record.getMessage())
-
-
 def _help() -> str:
-    from pipeline.options import TapefitOptions
+    from pipeline.config.options import TapefitOptions
 
     parser = argparse.ArgumentParser(prog="tapefit", usage=USAGE, add_help=False)
     TapefitOptions._add_argparse_args(parser)  # noqa: SLF001 (Beam's own extension point)
     return parser.format_help() + (
         "\nAny Beam pipeline option may follow, e.g. --runner DataflowRunner, "
         "--direct_running_mode multi_processing --direct_num_workers 2, --temp_location gs://...\n"
+        "\n--verbose shows every log line (TensorFlow's native ones included) and the traceback of a failure.\n"
         "\nSubcommand: tapefit report --table TABLE_DIR [--run_date D] [--out FILE] writes an HTML report "
         "of a partition (tapefit report --help).\n"
     )
@@ -86,11 +80,11 @@ def _check_flags(argv: list[str]) -> None:
         raise UsageError(f"unrecognized option {word}" if word.startswith("-") else f"unexpected argument {word!r}")
 
 
-def _local_worker_defaults(argv: list[str]) -> list[str]:
+def _local_worker_defaults(argv: list[str], verbose: bool) -> list[str]:
     """Keep DirectRunner's worker processes as quiet as the launcher (users may override)."""
     given = " ".join(argv)
     local = "--runner" not in given or any(f"--runner{sep}DirectRunner" in given for sep in ("=", " "))
-    if local and "--default_sdk_harness_log_level" not in given:
+    if local and not verbose and "--default_sdk_harness_log_level" not in given:
         return [*argv, "--default_sdk_harness_log_level=ERROR"]
     return argv
 
@@ -132,18 +126,18 @@ def _dry_run_flag(argv: list[str]) -> list[str]:
     return out
 
 
-def _prepare(argv: list[str]):  # noqa: ANN202 (returns Beam options, JobConfig, dataset total)
+def _prepare(argv: list[str], verbose: bool):  # noqa: ANN202 (returns Beam options, JobConfig, dataset total)
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
-    from pipeline.bigquery import is_bigquery
-    from pipeline.datasets import input_layout, list_dataset_files
-    from pipeline.options import ConfigError, config_from_options
-    from pipeline.reading import one_line
-    from pipeline.write import check_output_writable
+    from pipeline.config.errors import ConfigError, one_line
+    from pipeline.config.options import config_from_options
+    from pipeline.config.output import is_bigquery
+    from pipeline.discover.layout import input_layout, list_dataset_files
+    from pipeline.table.write import check_output_writable
 
     argv = _dry_run_flag(argv)
     _check_flags(argv)
-    options = PipelineOptions(_local_worker_defaults(argv))
+    options = PipelineOptions(_local_worker_defaults(argv, verbose))
     try:
         config = config_from_options(options)
     except ConfigError as error:
@@ -173,8 +167,8 @@ def _run(options, config, total: int | None):  # noqa: ANN001, ANN202 (Beam opti
     import apache_beam as beam
     from apache_beam.options.pipeline_options import StandardOptions, TestOptions
 
-    from pipeline.build import build
-    from pipeline.progress import ENV, report_progress
+    from pipeline.graph.build import build
+    from pipeline.observe.progress import ENV, report_progress
 
     p = beam.Pipeline(options=options)
     build(p, config)
@@ -184,7 +178,7 @@ def _run(options, config, total: int | None):  # noqa: ANN001, ANN202 (Beam opti
         result.wait_until_finish()
         return result
     with tempfile.TemporaryDirectory(prefix="tapefit-progress-") as folder:
-        os.environ[ENV] = folder  # worker processes inherit it; see pipeline.progress
+        os.environ[ENV] = folder  # worker processes inherit it; see pipeline.observe.progress
         try:
             with report_progress(
                 folder, total, config.progress_interval, lambda line: print(line, file=sys.stderr, flush=True)
@@ -201,9 +195,9 @@ def _finish(options, config, result, started: float) -> int:  # noqa: ANN001 (Be
     from apache_beam.options.pipeline_options import DebugOptions, TestOptions
 
     from jobs.summary import bigquery_manifest, dry_run_report, summary, too_many_failed
-    from pipeline.bigquery import is_bigquery
-    from pipeline.run_metrics import collect_metrics
-    from pipeline.write import add_to_manifest, read_manifest
+    from pipeline.config.output import is_bigquery
+    from pipeline.observe.metrics import collect_metrics
+    from pipeline.table.write import add_to_manifest, read_manifest
 
     if options.view_as(TestOptions).dry_run:
         print(dry_run_report(result, options.view_as(DebugOptions).dataflow_job_file))
@@ -232,24 +226,32 @@ def _finish(options, config, result, started: float) -> int:  # noqa: ANN001 (Be
 def main(argv: list[str] | None = None) -> int:
     """Run the job with command-line ``argv``; return the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    _quiet_logging()
+    verbose = "--verbose" in argv
+    argv = [arg for arg in argv if arg != "--verbose"]
+    set_up_logging(verbose)
+    with quiet_stderr(enabled=not verbose):
+        return _main(argv, verbose)
+
+
+def _main(argv: list[str], verbose: bool) -> int:
     if not argv or "-h" in argv or "--help" in argv:
         print(_help(), end="")
         return EXIT_OK if argv else EXIT_USAGE
     started = time.monotonic()
     try:
-        options, config, total = _prepare(argv)
+        options, config, total = _prepare(argv, verbose)
     except UsageError as error:
         print(f"tapefit: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 
-    from pipeline.reading import one_line
+    from pipeline.config.errors import one_line
 
     try:
         result = _run(options, config, total)
         return _finish(options, config, result, started)
-    except Exception as error:  # noqa: BLE001 (report one line; details at debug level)
-        logging.debug("pipeline failed", exc_info=True)
+    except Exception as error:  # noqa: BLE001 (report one line; the traceback with --verbose)
+        if verbose:
+            logging.exception("the pipeline failed")
         print(f"tapefit: error: the job failed: {one_line(error, 400)}", file=sys.stderr)
         return EXIT_FAILED
 

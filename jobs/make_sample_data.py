@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import shutil
 import sys
 from dataclasses import dataclass
@@ -91,16 +92,20 @@ def _random_line(rng: np.random.Generator, exponent: float) -> Line:
 
 
 def closed_form(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares (w, b) of the rows where x and y are finite, centred in float64."""
+    """Least-squares (w, b) of the rows where x and y are finite, centred in float64.
+
+    Every sum is ``math.fsum`` (correctly rounded), not BLAS, so truth.csv comes out
+    the same on every CPU.
+    """
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
-    mean_x, mean_y = x.mean(), y.mean()
-    mean_x += (x - mean_x).mean()
-    mean_y += (y - mean_y).mean()
+    mean_x, mean_y = math.fsum(x) / x.size, math.fsum(y) / y.size
+    mean_x += math.fsum(x - mean_x) / x.size
+    mean_y += math.fsum(y - mean_y) / y.size
     dx = x - mean_x
-    w = float(np.dot(dx, y - mean_y) / np.dot(dx, dx))
-    return w, float(mean_y - w * mean_x)
+    w = math.fsum(dx * (y - mean_y)) / math.fsum(dx * dx)
+    return w, mean_y - w * mean_x
 
 
 def _xy_table(x: np.ndarray, y: np.ndarray, x_type: str = "float64", y_type: str = "float64") -> pa.Table:

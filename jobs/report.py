@@ -19,10 +19,11 @@ partition, bad option, matplotlib not installed, output not writable).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
+
+from jobs.console import quiet_stderr, set_up_logging
 
 __all__ = ["main"]
 
@@ -89,19 +90,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the report; return the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv
+    set_up_logging(verbose)
+    with quiet_stderr(enabled=not verbose):
+        return _main([arg for arg in argv if arg != "--verbose"])
+
+
+def _main(argv: list[str]) -> int:
     try:
-        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+        args = _parser().parse_args(argv)
         os.environ.setdefault("MPLBACKEND", "Agg")
         try:
             import matplotlib  # noqa: F401 (checked here so a missing extra is one line, not a traceback)
         except ImportError:
             raise _UsageError("matplotlib is not installed; pip install 'tapefit[report]'") from None
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        for handler in logging.getLogger().handlers:  # Beam's import-time notice about optional GCP clients
-            handler.addFilter(lambda record: "apitools not found" not in record.getMessage())
 
-        from pipeline.partitions import MissingError
         from pipeline.report import ReportSettings, build_report
+        from pipeline.table.partitions import MissingError
 
         settings = ReportSettings(
             panels=args.panels, change_threshold=args.change_threshold, max_points=args.max_points

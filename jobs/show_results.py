@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.partitions import MissingError, find_partition, load_partition
+from pipeline.table.partitions import MissingError, find_partition, load_partition
 
 __all__ = ["ERROR_WIDTH", "MissingError", "find_partition", "load_partition", "load_truth", "main", "render"]
 

@@ -10,9 +10,9 @@ import json
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.bigquery import parse_bigquery_output
-from pipeline.options import JobConfig
-from pipeline.run_metrics import counts_from_metrics, format_metrics
+from pipeline.config.output import parse_bigquery_output
+from pipeline.config.settings import JobConfig
+from pipeline.observe.metrics import counts_from_metrics, format_metrics
 
 __all__ = ["bigquery_manifest", "dry_run_report", "summary", "too_many_failed"]
 
@@ -23,7 +23,7 @@ def summary(manifest: dict, seconds: float, metrics: dict | None = None) -> str:
     Args:
         manifest: The committed manifest (or :func:`bigquery_manifest`'s stand-in).
         seconds: Wall time of the whole command.
-        metrics: The run's metrics (:func:`pipeline.run_metrics.collect_metrics`), if reported.
+        metrics: The run's metrics (:func:`pipeline.observe.metrics.collect_metrics`), if reported.
 
     Returns:
         The summary, several lines without a final newline.

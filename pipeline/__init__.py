@@ -1,17 +1,18 @@
 """tapefit: fit one straight line per Parquet dataset by gradient descent, at scale.
 
-The package is layered so a newcomer finds each part by its file name:
+The subpackages follow the data, in the order it travels:
 
-* ``options``   - command-line options and the frozen configuration built from them;
-* ``datasets``  - discovering input files and grouping them into datasets;
-* ``reading``   - reading x, y (and key) columns from Parquet with pyarrow;
-* ``fit``       - the line fit itself (numpy in, plain result out; no Beam);
-* ``descent``   - the compiled TensorFlow gradient-descent loop used by ``fit``;
-* ``table``     - the output table: schema, rows, partition commit and manifest;
-* ``transforms``- the Beam transforms that wire these together;
-* ``build``     - ``build(p, config)``, the whole pipeline graph.
-* ``partitions``- reading committed partitions back (no Beam);
-* ``report``    - the HTML report of a partition (``tapefit report``; matplotlib).
+* ``discover`` - find the input's Parquet files and group them into datasets;
+* ``read``     - read x and y (and a key) from Parquet with pyarrow;
+* ``reduce``   - reduce each dataset to its moments while reading (or keep its rows),
+  and merge the moments of datasets spread over many files;
+* ``fit``      - the fit itself: the compiled TensorFlow loop, numpy in, results out (no Beam);
+* ``table``    - the output table: schema, staged write and commit, BigQuery, history;
+* ``report``   - the HTML report of a partition.
+
+Apart from the flow: ``config`` (options and the frozen configuration), ``observe``
+(metrics and progress) and ``graph`` (``build(p, config)``, which wires the stages into
+one Beam pipeline). The launchers live in the top-level ``jobs`` package.
 """
 
 __version__ = "0.1.0"

@@ -41,7 +41,7 @@ def norris() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="session")
 def fitter():
     """The default-configured compiled fitter, built once for the whole session."""
+    from pipeline.config.settings import FitConfig
     from pipeline.fit import LineFitter
-    from pipeline.options import FitConfig
 
     return LineFitter(FitConfig())

@@ -6,7 +6,7 @@
 * ``page``    - the HTML page.
 
 No Beam pipeline and no TensorFlow: the report reads a committed partition with
-pyarrow, and source files through :mod:`pipeline.reading`.
+pyarrow, and source files through :mod:`pipeline.read.parquet`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.partitions import find_partition, load_partition, previous_partition
+from pipeline.table.partitions import find_partition, load_partition, previous_partition
 
 __all__ = ["ReportSettings", "build_report"]
 
@@ -49,7 +49,7 @@ def build_report(table: Path, run_date: str | None = None, settings: ReportSetti
         The HTML page and the partition folder it describes.
 
     Raises:
-        pipeline.partitions.MissingError: if the table or partition does not exist or holds no rows.
+        pipeline.table.partitions.MissingError: if the table or partition does not exist or holds no rows.
     """
     from pipeline.report import charts, data, page, samples
 

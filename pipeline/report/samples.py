@@ -3,7 +3,7 @@
 Each panel gets its dataset's valid (finite) points, sampled to at most ``max_points``
 with a fixed seed, and the closed-form least-squares line computed in float64 on all
 of them: the optimum that gradient descent should have reached. Files are read with
-:mod:`pipeline.reading` (Beam's ``FileSystems``), in the layout the manifest records;
+:mod:`pipeline.read.parquet` (Beam's ``FileSystems``), in the layout the manifest records;
 a long table (``column:NAME``) is read once for all panels. A source that cannot be
 read gives a panel with a note instead of points, never an exception.
 """
@@ -93,7 +93,7 @@ def _part_files(directory: str) -> list[str]:
     """The Parquet files directly in ``directory`` (not ``_``/``.`` names), as the job lists them."""
     from apache_beam.io.filesystems import FileSystems
 
-    from pipeline.datasets import InputLayout
+    from pipeline.discover.layout import InputLayout
 
     layout = InputLayout(root=directory.rstrip("/"), pattern=directory.rstrip("/") + "/*")
     matched = FileSystems.match([layout.pattern])[0].metadata_list
@@ -101,7 +101,7 @@ def _part_files(directory: str) -> list[str]:
 
 
 def _read_paths(paths: list[str], x_column: str, y_column: str) -> tuple[np.ndarray, np.ndarray]:
-    from pipeline.reading import read_xy
+    from pipeline.read.parquet import read_xy
 
     pairs = [read_xy(path, x_column, y_column) for path in paths]
     return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
@@ -109,8 +109,9 @@ def _read_paths(paths: list[str], x_column: str, y_column: str) -> tuple[np.ndar
 
 def _read_long_table(manifest: dict, keys: set[str]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
     """Read every file of a long table once; return the rows of ``keys`` and the unreadable files."""
-    from pipeline.datasets import input_layout, list_dataset_files
-    from pipeline.reading import one_line, read_keyed
+    from pipeline.config.errors import one_line
+    from pipeline.discover.layout import input_layout, list_dataset_files
+    from pipeline.read.parquet import read_keyed
 
     options = manifest["options"]
     key_column = options["group_by"].split(":", 1)[1]
@@ -146,7 +147,7 @@ def load_panels(rows: list[dict], manifest: dict | None, max_points: int = 2000,
     Returns:
         One panel per row; unreadable sources give panels with a note and no points.
     """
-    from pipeline.reading import one_line
+    from pipeline.config.errors import one_line
 
     options = (manifest or {}).get("options") or {}
     if not rows:

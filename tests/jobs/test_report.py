@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.partitions import load_partition
 from pipeline.report import ReportSettings, build_report
-from pipeline.table import SCHEMA
+from pipeline.table.partitions import load_partition
+from pipeline.table.schema import SCHEMA
 from tests.conftest import ROOT, write_parquet
 from tests.jobs.test_fit_lines import run_job
 

@@ -8,7 +8,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from jobs.summary import bigquery_manifest, summary, too_many_failed
-from pipeline.options import config_from_options
+from pipeline.config.options import config_from_options
 
 
 def _counts(ok: int, failed: int, diverged: int = 0) -> dict:

@@ -8,18 +8,13 @@ import json
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.bigquery import (
-    BigQueryTable,
-    bigquery_schema,
-    is_bigquery,
-    load_parameters,
-    parse_bigquery_output,
-    to_bigquery_row,
-)
-from pipeline.datasets import DatasetRef
+from pipeline.config.errors import ConfigError
+from pipeline.config.options import config_from_options
+from pipeline.config.output import BigQueryTable, is_bigquery, parse_bigquery_output
+from pipeline.discover.layout import DatasetRef
 from pipeline.fit import FitResult, Status
-from pipeline.options import ConfigError, config_from_options
-from pipeline.table import SCHEMA, failure_row, result_row
+from pipeline.table.bigquery import bigquery_schema, load_parameters, to_bigquery_row
+from pipeline.table.schema import SCHEMA, failure_row, result_row
 
 FITTED_AT = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.timezone.utc)
 REF = DatasetRef("sensors/a", "in/sensors/a.parquet", ("in/sensors/a.parquet",))

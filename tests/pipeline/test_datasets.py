@@ -9,8 +9,9 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.datasets import DatasetRef, DiscoverDatasets, Expected, input_layout, list_dataset_files
-from pipeline.options import FitConfig, JobConfig
+from pipeline.config.settings import FitConfig, JobConfig
+from pipeline.discover.layout import DatasetRef, input_layout, list_dataset_files
+from pipeline.discover.listing import DiscoverDatasets, Expected
 from tests.pipeline.test_options import NOW
 
 

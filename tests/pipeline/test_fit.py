@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from pipeline.config.settings import FitConfig
 from pipeline.fit import LineFitter, Status
-from pipeline.options import FitConfig
 from tests.conftest import lstsq, norris
 
 NORRIS_W, NORRIS_B = 1.00211681802045, -0.262323073774029

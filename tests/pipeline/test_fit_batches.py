@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.config.settings import FitConfig
 from pipeline.fit import FitResult, LineFitter, Status
-from pipeline.moments import concat, segment_moments
-from pipeline.options import FitConfig
+from pipeline.reduce.moments import concat, segment_moments
 from tests.conftest import norris
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"

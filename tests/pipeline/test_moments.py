@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.moments import Moments, MomentsBuilder, concat, empty, merge, reduce_runs, segment_moments
+from pipeline.reduce.moments import Moments, MomentsBuilder, concat, empty, merge, reduce_runs, segment_moments
 
 
 def _reference(x: np.ndarray, y: np.ndarray) -> dict:

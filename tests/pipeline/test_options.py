@@ -8,7 +8,9 @@ import datetime as dt
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.options import ConfigError, FitConfig, GroupBy, config_from_options
+from pipeline.config.errors import ConfigError
+from pipeline.config.options import config_from_options
+from pipeline.config.settings import FitConfig, GroupBy
 
 NOW = dt.datetime(2026, 11, 25, 23, 59, tzinfo=dt.timezone.utc)
 

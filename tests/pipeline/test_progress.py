@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.progress import ENV, ProgressReporter, ProgressTicker, count_done, report_progress
+from pipeline.observe.progress import ENV, ProgressReporter, ProgressTicker, count_done, report_progress
 
 
 class FakeClock:

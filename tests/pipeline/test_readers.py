@@ -8,13 +8,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import pipeline.reading
-from pipeline.batches import MergePartialsFn
-from pipeline.datasets import DatasetRef
+import pipeline.read.parquet
+from pipeline.config.settings import FitConfig, JobConfig
+from pipeline.discover.layout import DatasetRef
 from pipeline.fit import LineFitter
-from pipeline.moments import segment_moments
-from pipeline.options import FitConfig, JobConfig
-from pipeline.readers import ReadBatchFn, ReadKeyedPartsFn, ReadPartsFn
+from pipeline.reduce.batches import MergePartialsFn
+from pipeline.reduce.moments import segment_moments
+from pipeline.reduce.readers import ReadBatchFn, ReadKeyedPartsFn, ReadPartsFn
 from tests.conftest import lstsq, write_parquet
 from tests.pipeline.test_options import NOW
 
@@ -37,7 +37,7 @@ def test_a_bad_file_fails_alone_and_its_batch_mates_are_read(tmp_path: Path, for
 
 
 def test_part_files_become_partials_that_merge_into_the_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline.reading, "CHUNK_ROWS", 7)  # stream every file in chunks of 7 rows
+    monkeypatch.setattr(pipeline.read.parquet, "CHUNK_ROWS", 7)  # stream every file in chunks of 7 rows
     rng = np.random.default_rng(2)
     x = rng.uniform(0, 10, 100)
     y = 3 * x - 2 + rng.normal(0, 0.5, 100)
@@ -68,7 +68,7 @@ def test_part_files_become_partials_that_merge_into_the_whole(tmp_path: Path, mo
 def test_long_table_keys_are_streamed_split_and_merged_across_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline.reading, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(pipeline.read.parquet, "CHUNK_ROWS", 7)
     rng = np.random.default_rng(3)
     keys = np.array(["a", "b", "c", None] * 30, dtype=object)
     x = rng.normal(size=120)

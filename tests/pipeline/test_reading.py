@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.reading import DatasetError, read_keyed, read_xy
+from pipeline.read.parquet import DatasetError, read_keyed, read_xy
 from tests.conftest import write_parquet
 
 

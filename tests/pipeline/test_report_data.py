@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.partitions import MissingError, find_partition, previous_partition, run_dates
 from pipeline.report.data import compare, error_reasons, pick_panels, problems, status_counts, wall_time
+from pipeline.table.partitions import MissingError, find_partition, previous_partition, run_dates
 
 
 def row(dataset: str, status: str = "ok", r2: float | None = 0.99, w: float | None = 1.0, b: float | None = 0.0,

@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.options import ConfigError, config_from_options
-from pipeline.run_date import fill_run_date, has_placeholder
+from pipeline.config.errors import ConfigError
+from pipeline.config.options import config_from_options
+from pipeline.config.run_date import fill_run_date, has_placeholder
 
 DAY = dt.date(2026, 1, 2)
 NOW = dt.datetime(2026, 11, 25, 23, 59, tzinfo=dt.timezone.utc)

@@ -6,7 +6,7 @@ from apache_beam.metrics.cells import DistributionData, DistributionResult
 from apache_beam.metrics.execution import MetricKey, MetricResult
 from apache_beam.metrics.metricbase import MetricName
 
-from pipeline.run_metrics import collect_metrics, counts_from_metrics, format_metrics
+from pipeline.observe.metrics import collect_metrics, counts_from_metrics, format_metrics
 
 
 def _counter(step: str, name: str, committed: int | None, attempted: int) -> MetricResult:

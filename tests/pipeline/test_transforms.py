@@ -11,10 +11,11 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.datasets import DiscoverDatasets
-from pipeline.options import FitConfig, JobConfig
-from pipeline.reading import DatasetError
-from pipeline.transforms import FitDatasets, _error_message
+from pipeline.config.settings import FitConfig, JobConfig
+from pipeline.discover.listing import DiscoverDatasets
+from pipeline.graph.dead_letters import error_message as _error_message
+from pipeline.graph.fit_datasets import FitDatasets
+from pipeline.read.parquet import DatasetError
 from tests.conftest import lstsq, write_parquet
 from tests.pipeline.test_options import NOW
 

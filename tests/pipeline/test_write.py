@@ -12,11 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from pipeline.datasets import DatasetRef
+from pipeline.config.settings import FitConfig, JobConfig
+from pipeline.discover.layout import DatasetRef
 from pipeline.fit import FitResult, Status
-from pipeline.options import FitConfig, JobConfig
-from pipeline.table import SCHEMA, partition_dir, result_row, staging_dir
-from pipeline.write import SummarizeRows, WriteTable, check_output_writable, commit_partition
+from pipeline.table.paths import partition_dir, staging_dir
+from pipeline.table.schema import SCHEMA, result_row
+from pipeline.table.write import SummarizeRows, WriteTable, check_output_writable, commit_partition
 from tests.pipeline.test_options import NOW
 
 

@@ -13,7 +13,7 @@ Two forms of the loss, the same quadratic:
 * ``rows``: Lᵢ = mean over dataset i's rows of (w·x + b − y)², via segment sums over
   the concatenated rows of the batch;
 * ``gram``: Lᵢ = qᵢ + cᵢ·(w − βᵢ)² + (w·x̄ᵢ + b − ȳᵢ)², the same loss from the
-  dataset's moments (see :mod:`pipeline.moments`): each step costs O(1), not O(rows).
+  dataset's moments (see :mod:`pipeline.reduce.moments`): each step costs O(1), not O(rows).
 
 Both functions have an ``input_signature`` with unknown lengths, so each is traced
 once per process however many batches of whatever sizes it fits.

@@ -1,7 +1,7 @@
-"""The output table: its one schema, row construction and partition paths.
+"""The output table's one schema, and its rows built from fit results.
 
-The table is Hive-partitioned Parquet: ``TABLE_DIR/run_date=YYYY-MM-DD/*.parquet``
-plus ``_manifest.json``. Everything that writes or reads a row uses :data:`SCHEMA`.
+Everything that writes or reads a row uses :data:`SCHEMA` (Parquet directly; BigQuery
+derives its schema from it in :mod:`pipeline.table.bigquery`).
 """
 
 from __future__ import annotations
@@ -9,22 +9,16 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
 
-from pipeline.datasets import DatasetRef
-from pipeline.fit import FitResult, failed
-from pipeline.options import JobConfig
+from pipeline.discover.layout import DatasetRef
+from pipeline.fit.result import FitResult, failed
 
 __all__ = [
     "COLUMNS",
-    "MANIFEST",
     "SCHEMA",
     "failure_row",
-    "partition_dir",
     "result_row",
     "results_table",
-    "staging_dir",
-    "staging_root",
 ]
 
 SCHEMA = pa.schema(
@@ -47,7 +41,6 @@ SCHEMA = pa.schema(
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
-MANIFEST = "_manifest.json"
 
 
 def result_row(ref: DatasetRef, result: FitResult, run_id: str, fitted_at: dt.datetime) -> dict:
@@ -92,18 +85,3 @@ def results_table(
         }
     )
     return pa.Table.from_pydict(columns, schema=SCHEMA)
-
-
-def partition_dir(config: JobConfig) -> str:
-    """``TABLE_DIR/run_date=YYYY-MM-DD``: where this run's results become visible."""
-    return FileSystems.join(config.output, f"run_date={config.run_date}")
-
-
-def staging_root(config: JobConfig) -> str:
-    """``TABLE_DIR/_staging``: readers of the table ignore ``_``-prefixed folders."""
-    return FileSystems.join(config.output, "_staging")
-
-
-def staging_dir(config: JobConfig) -> str:
-    """Where this run writes its partition before the commit swaps it into place."""
-    return FileSystems.join(staging_root(config), config.run_id, f"run_date={config.run_date}")

@@ -1,11 +1,11 @@
 """Beam DoFns that read datasets in batches: whole datasets, part files, long tables.
 
-Every reader reads through :mod:`pipeline.reading` (pyarrow via Beam's
+Every reader reads through :mod:`pipeline.read.parquet` (pyarrow via Beam's
 ``FileSystems``), a bounded chunk at a time. A file that cannot be read is a reason
 in the output (it becomes a ``failed`` row), never an exception that stops the batch.
-In the Gram form (:mod:`pipeline.moments`) data is reduced to moments as it is read;
-datasets spread over several files leave as :class:`~pipeline.batches.Partials`
-keyed by shard, for :class:`~pipeline.batches.MergePartialsFn`.
+In the Gram form (:mod:`pipeline.reduce.moments`) data is reduced to moments as it is read;
+datasets spread over several files leave as :class:`~pipeline.reduce.batches.Partials`
+keyed by shard, for :class:`~pipeline.reduce.batches.MergePartialsFn`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from collections.abc import Iterator
 import apache_beam as beam
 import numpy as np
 
-from pipeline.batches import Batch, Partials, shard_of
-from pipeline.datasets import DatasetRef, input_layout
-from pipeline.moments import MomentsBuilder, concat, reduce_runs, segment_moments
-from pipeline.options import JobConfig
-from pipeline.reading import DatasetError, KeyedChunk, iter_tables, iter_xy, read_keyed, split_by_key, to_float64
+from pipeline.config.settings import JobConfig
+from pipeline.discover.layout import DatasetRef, input_layout
+from pipeline.read.parquet import DatasetError, KeyedChunk, iter_tables, iter_xy, read_keyed, split_by_key, to_float64
+from pipeline.reduce.batches import Batch, Partials, shard_of
+from pipeline.reduce.moments import MomentsBuilder, concat, reduce_runs, segment_moments
 
 __all__ = ["ReadBatchFn", "ReadKeyedPartsFn", "ReadKeyedRowsFn", "ReadPartsFn"]
 

@@ -14,64 +14,19 @@ turns raw x, y columns into honest results, many datasets per compiled call:
    silently wrong number.
 
 The loss is the same quadratic in both loss forms: ``rows`` evaluates it over
-the rows, ``gram`` from the dataset's :class:`~pipeline.moments.Moments` (O(1) a step,
+the rows, ``gram`` from the dataset's :class:`~pipeline.reduce.moments.Moments` (O(1) a step,
 and the moments can be accumulated a file or row group at a time).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from pipeline.moments import Moments, segment_moments
-from pipeline.options import FitConfig
+from pipeline.config.settings import FitConfig
+from pipeline.fit.result import FitResult, Status, failed
+from pipeline.reduce.moments import Moments, segment_moments
 
-__all__ = ["FitResult", "LineFitter", "Status", "failed"]
-
-
-class Status:
-    """The four outcomes a dataset can have."""
-
-    OK = "ok"
-    NOT_CONVERGED = "not_converged"
-    DIVERGED = "diverged"
-    FAILED = "failed"
-    ALL = (OK, NOT_CONVERGED, DIVERGED, FAILED)
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """The outcome of fitting one dataset.
-
-    Attributes:
-        status: One of :class:`Status`.
-        w: Fitted slope; ``None`` when failed or diverged.
-        b: Fitted intercept; ``None`` when failed or diverged.
-        final_loss: mean((w·x + b − y)²) over the valid rows, float64, data units.
-        r2: 1 − SSE/SST; ``None`` when y is constant or there is no fit.
-        steps: Gradient-descent updates applied.
-        converged: True only for status ``ok``.
-        error: One-line reason when failed or diverged, else ``None``.
-        n_rows: Valid rows used.
-        n_dropped: Rows dropped because x or y was null, NaN or infinite.
-    """
-
-    status: str
-    w: float | None = None
-    b: float | None = None
-    final_loss: float | None = None
-    r2: float | None = None
-    steps: int = 0
-    converged: bool = False
-    error: str | None = None
-    n_rows: int = 0
-    n_dropped: int = 0
-
-
-def failed(error: str, n_rows: int = 0, n_dropped: int = 0, steps: int = 0) -> FitResult:
-    """Return a ``failed`` result with no numbers and the given one-line reason."""
-    return FitResult(Status.FAILED, error=error, n_rows=n_rows, n_dropped=n_dropped, steps=steps)
+__all__ = ["LineFitter"]
 
 
 def _location_scale(values: np.ndarray) -> tuple[float, float, float]:
@@ -143,7 +98,7 @@ class LineFitter:
     """
 
     def __init__(self, config: FitConfig) -> None:
-        from pipeline.descent import Descent  # TensorFlow only where fits run.
+        from pipeline.fit.descent import Descent  # TensorFlow only where fits run.
 
         self.config = config
         self._descent = Descent(config.dtype, config.learning_rate, config.tolerance, config.max_steps)
@@ -319,7 +274,7 @@ class LineFitter:
         ``spread_y`` is y's population standard deviation (``None`` for constant y),
         the denominator of r².
         """
-        from pipeline.descent import CONVERGED, DIVERGED  # already imported by __init__
+        from pipeline.fit.descent import CONVERGED, DIVERGED  # already imported by __init__
 
         if code == DIVERGED:
             return FitResult(

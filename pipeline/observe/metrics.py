@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.fit import Status
-from pipeline.transforms import NAMESPACE
+from pipeline.fit.result import Status
+from pipeline.observe.counters import NAMESPACE
 
 __all__ = ["collect_metrics", "counts_from_metrics", "format_metrics"]
 

@@ -13,29 +13,17 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
-from dataclasses import dataclass
 
 import apache_beam as beam
 import pyarrow as pa
 
-from pipeline.options import JobConfig
-from pipeline.table import SCHEMA
+from pipeline.config.output import parse_bigquery_output
+from pipeline.config.settings import JobConfig
+from pipeline.table.schema import SCHEMA
 
-__all__ = [
-    "PREFIX",
-    "BigQueryTable",
-    "WriteBigQuery",
-    "bigquery_schema",
-    "is_bigquery",
-    "load_parameters",
-    "parse_bigquery_output",
-    "to_bigquery_row",
-]
+__all__ = ["WriteBigQuery", "bigquery_schema", "load_parameters", "to_bigquery_row"]
 
-PREFIX = "bigquery:"
 PARTITION_COLUMN = "run_date"
-_TABLE = re.compile(r"^(?P<project>[a-z][a-z0-9.:-]{4,61}[a-z0-9]):(?P<dataset>\w{1,1024})\.(?P<table>[\w-]{1,1024})$")
 _TYPES = {
     pa.string(): "STRING",
     pa.float64(): "FLOAT",
@@ -43,47 +31,6 @@ _TYPES = {
     pa.bool_(): "BOOLEAN",
     pa.timestamp("us", tz="UTC"): "TIMESTAMP",
 }
-
-
-@dataclass(frozen=True)
-class BigQueryTable:
-    """A BigQuery table named by ``--output bigquery:PROJECT:DATASET.TABLE``.
-
-    Attributes:
-        project: The Google Cloud project id.
-        dataset: The BigQuery dataset.
-        table: The table name (no partition decorator).
-    """
-
-    project: str
-    dataset: str
-    table: str
-
-    @property
-    def spec(self) -> str:
-        """``PROJECT:DATASET.TABLE``."""
-        return f"{self.project}:{self.dataset}.{self.table}"
-
-    def partition(self, run_date: str) -> str:
-        """``PROJECT:DATASET.TABLE$YYYYMMDD``: the decorator of one ``run_date`` partition."""
-        return f"{self.spec}${run_date.replace('-', '')}"
-
-
-def is_bigquery(output: str) -> bool:
-    """Whether ``--output`` names a BigQuery table rather than a table directory."""
-    return output.startswith(PREFIX)
-
-
-def parse_bigquery_output(output: str) -> BigQueryTable:
-    """Parse ``bigquery:PROJECT:DATASET.TABLE``.
-
-    Raises:
-        ValueError: with a one-line message when it is not of that form.
-    """
-    match = _TABLE.match(output[len(PREFIX) :])
-    if not match:
-        raise ValueError(f"--output must be bigquery:PROJECT:DATASET.TABLE (no $ decorator), got {output!r}")
-    return BigQueryTable(match["project"], match["dataset"], match["table"])
 
 
 def bigquery_schema() -> dict:
@@ -135,7 +82,7 @@ def load_parameters() -> dict:
 class WriteBigQuery(beam.PTransform):
     """Replaces this run's ``run_date`` partition of a BigQuery table with the rows.
 
-    Input: a dict with ``rows`` (output rows), as :class:`pipeline.transforms.FitDatasets`
+    Input: a dict with ``rows`` (output rows), as :class:`pipeline.graph.fit_datasets.FitDatasets`
     returns it. Null-key counts are not written (they are in the ``null_key_rows`` metric).
 
     Args:

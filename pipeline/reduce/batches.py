@@ -3,7 +3,7 @@
 Few, large elements keep Beam's per-element cost off the per-dataset budget:
 
 * :class:`Batch`: datasets ready to fit together in one compiled call, with either
-  their :class:`~pipeline.moments.Moments` (``gram``) or their rows (``rows``), and
+  their :class:`~pipeline.reduce.moments.Moments` (``gram``) or their rows (``rows``), and
   those that could not be read, with the reason;
 * :class:`Partials`: moments of *parts* of datasets (one part file of a directory
   dataset, one file's share of each key of a long table), keyed by shard and merged
@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.moments import Moments, concat, empty, reduce_runs
+from pipeline.reduce.moments import Moments, concat, empty, reduce_runs
 
 __all__ = ["SHARDS", "Batch", "MergePartialsFn", "Partials", "shard_of"]
 

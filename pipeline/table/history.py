@@ -1,4 +1,4 @@
-"""The table's history: fingerprints of a run's inputs and the rows of an earlier run.
+"""The table's history: each run's input fingerprints, and the rows of an earlier run.
 
 ``--incremental`` and ``--warm_start`` look back at the *previous partition*: the
 latest committed ``run_date=D`` of the output table with D on or before this run's
@@ -13,40 +13,29 @@ Everything goes through Beam's ``FileSystems``, so tables on ``gs://`` work too.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
-from pipeline.options import JobConfig
-from pipeline.table import MANIFEST, SCHEMA
+from pipeline.config.settings import GroupBy, JobConfig
+from pipeline.discover.fingerprints import WHOLE_INPUT
+from pipeline.fit.result import Status
+from pipeline.observe.counters import NAMESPACE
+from pipeline.table.paths import MANIFEST, staging_dir
+from pipeline.table.schema import SCHEMA
 
-__all__ = ["FINGERPRINTS", "PreviousRun", "fingerprint", "load_previous", "settings_key", "write_fingerprints"]
+__all__ = ["FINGERPRINTS", "PreviousRun", "TableHistory", "load_previous", "write_fingerprints"]
 
 # Arrow IPC, not Parquet: globs like run_date=*/*.parquet must not pick it up as table data.
 FINGERPRINTS = "_fingerprints.arrow"
-# column grouping: one fingerprint for the whole input, stored under this id
-WHOLE_INPUT = "*"
-
-
-def settings_key(config: JobConfig) -> str:
-    """What, besides the data, decides a dataset's row: columns, grouping and fit settings."""
-    fit = config.fit
-    parts = [config.x_column, config.y_column, config.group_by, config.key_column or "", repr(fit)]
-    return json.dumps(parts)
-
-
-def fingerprint(settings: str, files: list[tuple[str, int, float]]) -> str:
-    """A short hash of the fit settings and of every file's (path, size, modification time)."""
-    digest = hashlib.sha256(settings.encode("utf-8"))
-    for path, size, modified in sorted(files):
-        digest.update(f"\0{path}\0{size}\0{modified!r}".encode())
-    return digest.hexdigest()[:32]
+# Reused rows leave discovery in Arrow tables of at most this many rows.
+_REUSED_PER_TABLE = 50_000
 
 
 def write_fingerprints(folder: str, fingerprints: dict[str, str]) -> None:
@@ -133,3 +122,51 @@ def load_previous(config: JobConfig) -> PreviousRun | None:
             table = pa.ipc.open_file(io.BytesIO(handle.read())).read_all()
         fingerprints = dict(zip(*(table.column(c).to_pylist() for c in ("dataset", "fingerprint")), strict=True))
     return PreviousRun(dates[-1], rows, fingerprints)
+
+
+class TableHistory:
+    """The output table's history as discovery sees it (:class:`pipeline.discover.listing.History`).
+
+    Records each run's input fingerprints in its staging folder, so they are committed
+    with the partition, and with ``--incremental`` supplies the previous rows of the
+    datasets whose fingerprints are unchanged.
+
+    Args:
+        config: The job's configuration (a Parquet table output).
+    """
+
+    def __init__(self, config: JobConfig) -> None:
+        self._config = config
+
+    def record(self, fingerprints: dict[str, str]) -> None:
+        """Write this run's ``dataset → fingerprint`` beside its staged partition."""
+        write_fingerprints(staging_dir(self._config), fingerprints)
+
+    def reuse(self, items: list, fingerprints: dict[str, str]) -> Iterator[pa.Table]:
+        """Yield the reused rows; return the items that still need a fit.
+
+        A dataset is reused when its fingerprint is unchanged and its previous row is
+        not ``failed``; with column grouping every key draws on every file, so reuse is
+        all or nothing.
+        """
+        previous = load_previous(self._config)
+        if previous is None or not previous.fingerprints:
+            return items
+        statuses = dict(zip(*(previous.rows.column(c).to_pylist() for c in ("dataset", "status")), strict=True))
+        if self._config.group_by == GroupBy.COLUMN:
+            if previous.fingerprints.get(WHOLE_INPUT) != fingerprints[WHOLE_INPUT]:
+                return items
+            reused, items = list(statuses), []
+        else:
+            unchanged = {
+                ref.dataset
+                for ref in items
+                if previous.fingerprints.get(ref.dataset) == fingerprints[ref.dataset]
+                and statuses.get(ref.dataset, Status.FAILED) != Status.FAILED
+            }
+            reused = sorted(unchanged)
+            items = [ref for ref in items if ref.dataset not in unchanged]
+        Metrics.counter(NAMESPACE, "datasets_reused").inc(len(reused))
+        for start in range(0, len(reused), _REUSED_PER_TABLE):
+            yield previous.reused_rows(reused[start : start + _REUSED_PER_TABLE], self._config.run_id)
+        return items

@@ -19,12 +19,13 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.config.errors import one_line
+
 __all__ = [
     "DatasetError",
     "KeyedChunk",
     "iter_tables",
     "iter_xy",
-    "one_line",
     "open_parquet",
     "read_keyed",
     "read_table",
@@ -206,9 +207,3 @@ def read_keyed(path: str, key_column: str, x_column: str, y_column: str) -> tupl
         for name, start, end in zip(names, starts.tolist(), ends.tolist(), strict=True)
     ]
     return chunks, null_rows
-
-
-def one_line(message: object, limit: int = 300) -> str:
-    """Return ``str(message)`` as one line of at most ``limit`` characters, for users."""
-    text = " ".join(str(message).split()) or type(message).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -21,9 +21,11 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import __version__
-from pipeline.fit import Status
-from pipeline.options import JobConfig
-from pipeline.table import MANIFEST, SCHEMA, partition_dir, staging_dir, staging_root
+from pipeline.config.settings import JobConfig
+from pipeline.fit.result import Status
+from pipeline.table.history import FINGERPRINTS
+from pipeline.table.paths import MANIFEST, partition_dir, staging_dir, staging_root
+from pipeline.table.schema import SCHEMA
 
 __all__ = [
     "SummarizeRows",
@@ -258,8 +260,6 @@ def commit_partition(
     if _is_local(final):
         _swap_local(staged, final, FileSystems.join(run_folder, "previous"))
     else:
-        from pipeline.history import FINGERPRINTS
-
         marks = [FINGERPRINTS] if FileSystems.exists(FileSystems.join(staged, FINGERPRINTS)) else []
         _swap_by_files(staged, final, [*names, MANIFEST, *marks])
     _delete_tree(run_folder)
@@ -297,7 +297,7 @@ class WriteTable(beam.PTransform):
 
     Input: a dict with ``tables`` (Arrow tables of output rows), ``null_keys``
     (null-key row counts) and ``expected`` (datasets found), as
-    :class:`pipeline.transforms.FitDatasets` returns it. The commit refuses a partition
+    :class:`pipeline.graph.fit_datasets.FitDatasets` returns it. The commit refuses a partition
     whose row count differs from the datasets found.
 
     Args:

@@ -1,7 +1,7 @@
 """Reading committed partitions of a local output table (for the reporting tools).
 
 A table is ``TABLE_DIR/run_date=YYYY-MM-DD/*.parquet`` plus ``_manifest.json``, as
-:mod:`pipeline.write` commits it. These helpers read it back with pyarrow; they need
+:mod:`pipeline.table.write` commits it. These helpers read it back with pyarrow; they need
 neither Beam nor TensorFlow.
 """
 

@@ -1,0 +1,120 @@
+"""The frozen configuration every stage receives: the fit's hyper-parameters and the job's settings.
+
+No Beam and no TensorFlow here: the fit (:mod:`pipeline.fit`) takes a :class:`FitConfig`
+and runs anywhere. :mod:`pipeline.config.options` builds a :class:`JobConfig` from the
+command line, once, at the edge.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from dataclasses import asdict, dataclass
+
+from pipeline.config.errors import ConfigError
+
+__all__ = ["DTYPES", "LOSS_FORMS", "FitConfig", "GroupBy", "JobConfig", "new_run_id"]
+
+DTYPES = ("float64", "float32")
+LOSS_FORMS = ("gram", "rows")
+
+
+class GroupBy:
+    """Names of the three ways files become datasets."""
+
+    FILE = "file"
+    DIRECTORY = "directory"
+    COLUMN = "column"
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Hyper-parameters of one line fit.
+
+    Attributes:
+        learning_rate: Step size η of the update (a, c) ← (a, c) − η·∇L.
+        max_steps: Most parameter updates before giving up (status ``not_converged``).
+        tolerance: Converged once the gradient's 2-norm is at most this.
+        standardize: Descend on standardized data (always converges for η < 1).
+        dtype: ``"float64"`` or ``"float32"``: precision of the descent loop.
+        loss_form: ``"gram"`` (the loss from the dataset's moments) or ``"rows"``.
+    """
+
+    learning_rate: float = 0.1
+    max_steps: int = 1000
+    tolerance: float = 1e-12
+    standardize: bool = True
+    dtype: str = "float64"
+    loss_form: str = "gram"
+
+    def __post_init__(self) -> None:
+        """Reject values no fit could use.
+
+        Raises:
+            ConfigError: if a value is out of range.
+        """
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ConfigError(f"--learning_rate must be a positive number, got {self.learning_rate!r}")
+        if self.max_steps < 1:
+            raise ConfigError(f"--max_steps must be at least 1, got {self.max_steps!r}")
+        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise ConfigError(f"--tolerance must be a finite number >= 0, got {self.tolerance!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.loss_form not in LOSS_FORMS:
+            raise ConfigError(f"--loss_form must be one of {', '.join(LOSS_FORMS)}, got {self.loss_form!r}")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything one run needs, validated; built once by :func:`config_from_options`.
+
+    Attributes:
+        input: The input pattern as given (directory, glob or file).
+        output: The output table directory.
+        run_date: The output partition's date, ``YYYY-MM-DD``.
+        group_by: One of :class:`GroupBy`'s names.
+        key_column: The grouping column for ``group_by == "column"``, else ``None``.
+        x_column: Name of the x column.
+        y_column: Name of the y column.
+        fit: The fit's hyper-parameters.
+        run_id: Unique id of this run, stored in every output row.
+        started_at: When the run was launched (UTC).
+        batch_size: Most datasets fitted in one compiled call.
+        incremental: Reuse the previous rows of unchanged datasets.
+        warm_start: Start the descent from the previous partition's (w, b).
+        input_template: ``--input`` as given when it held ``{run_date}`` placeholders, else ``None``.
+        max_failed_fraction: Exit 3 when more than this fraction of datasets fails or diverges.
+        progress_interval: Seconds between progress lines on local runs; 0 for none.
+    """
+
+    input: str
+    output: str
+    run_date: str
+    group_by: str
+    key_column: str | None
+    x_column: str
+    y_column: str
+    fit: FitConfig
+    run_id: str
+    started_at: dt.datetime
+    batch_size: int = 2000
+    incremental: bool = False
+    warm_start: bool = False
+    input_template: str | None = None
+    max_failed_fraction: float = 1.0
+    progress_interval: float = 10.0
+
+    def describe(self) -> dict:
+        """Return the options as plain JSON-friendly values, for the manifest."""
+        data = asdict(self)
+        data["started_at"] = self.started_at.isoformat()
+        data["group_by"] = f"column:{self.key_column}" if self.key_column else self.group_by
+        del data["key_column"]
+        return data
+
+
+def new_run_id(now: dt.datetime) -> str:
+    """Return a sortable, unique run id such as ``20261125T173000Z-1a2b3c4d``."""
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"

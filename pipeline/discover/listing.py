@@ -1,0 +1,153 @@
+"""Listing the input once and cutting its datasets into batches: :class:`DiscoverDatasets`.
+
+Listing runs inside the pipeline, on a worker, so a cloud runner lists a bucket with its
+own credentials. Datasets travel in batches: a few Beam elements per thousand datasets.
+With a table :class:`History` (``--incremental``), unchanged datasets leave here as
+their previous rows and are never read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.config.settings import GroupBy, JobConfig
+from pipeline.discover.fingerprints import WHOLE_INPUT, fingerprint, settings_key
+from pipeline.discover.layout import DatasetRef, directory_ref, file_ref, input_layout, parent
+
+__all__ = ["BATCH_BYTES", "DiscoverDatasets", "Expected", "History"]
+
+
+class History(Protocol):
+    """What discovery needs of the output table's past (see :mod:`pipeline.table.history`)."""
+
+    def record(self, fingerprints: dict[str, str]) -> None:
+        """Store this run's input fingerprints beside the partition being written."""
+
+    def reuse(self, items: list, fingerprints: dict[str, str]) -> Iterator[pa.Table]:
+        """Yield the previous rows of unchanged datasets; return the items that still need a fit."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """How many datasets discovery found (file and directory grouping).
+
+    Every one must end as exactly one row; the commit checks this before making the
+    partition visible.
+
+    Attributes:
+        datasets: The number of datasets found.
+    """
+
+    datasets: int
+
+
+# A read batch holds at most this many bytes of Parquet, so that files of any size
+# spread over the workers (the dataset count is capped by --batch_size).
+BATCH_BYTES = 32 << 20
+
+
+def _batches(items: list, sizes: list[int], most: int) -> Iterator[list]:
+    """Cut ``items`` into runs of at most ``most`` items and about ``BATCH_BYTES``."""
+    batch: list = []
+    weight = 0
+    for item, size in zip(items, sizes, strict=True):
+        if batch and (len(batch) >= most or weight + size > BATCH_BYTES):
+            yield batch
+            batch, weight = [], 0
+        batch.append(item)
+        weight += size
+    if batch:
+        yield batch
+
+
+class _ListBatchesFn(beam.DoFn):
+    """Lists the input once; records fingerprints; yields batches (and reused rows)."""
+
+    def __init__(self, config: JobConfig, history: History | None) -> None:
+        self._config = config
+        self._history = history
+        # gram moments of directory datasets are read part by part and merged later
+        self._parts = config.group_by == GroupBy.DIRECTORY and config.fit.loss_form == "gram"
+
+    def process(self, pattern: str) -> Iterator[list | pa.Table | Expected]:
+        """Yield lists of DatasetRefs (file/directory grouping) or of paths (column).
+
+        With a history and ``--incremental``, the previous rows of unchanged datasets
+        are yielded as Arrow tables instead, and those datasets are not read at all.
+        """
+        config = self._config
+        layout = input_layout(config.input, config.output)
+        found = sorted(
+            (meta.path, meta.size_in_bytes, meta.last_updated_in_seconds)
+            for meta in FileSystems.match([pattern])[0].metadata_list
+            if layout.accepts(meta.path)
+        )
+        size = {path: length for path, length, _ in found}
+        stamp = {path: (path, length, modified) for path, length, modified in found}
+        settings = settings_key(config)
+        if config.group_by == GroupBy.FILE:
+            items = [file_ref(layout, path) for path, _, _ in found]
+        elif config.group_by == GroupBy.COLUMN:
+            items = [path for path, _, _ in found]
+        else:
+            folders: dict[str, list[str]] = {}
+            for path, _, _ in found:
+                folders.setdefault(parent(path), []).append(path)
+            items = [directory_ref(layout, folder, paths) for folder, paths in folders.items()]
+        if config.group_by == GroupBy.COLUMN:
+            prints = {WHOLE_INPUT: fingerprint(settings, list(stamp.values()))}
+        else:
+            prints = {ref.dataset: fingerprint(settings, [stamp[p] for p in ref.paths]) for ref in items}
+            yield Expected(len(items))
+        if self._history is not None:
+            self._history.record(prints)
+            if config.incremental:
+                items = yield from self._history.reuse(items, prints)
+        if self._parts:  # one ref per part file, merged again by dataset after reading
+            items = [DatasetRef(ref.dataset, ref.source, (path,)) for ref in items for path in ref.paths]
+        weights = [size[item] if isinstance(item, str) else sum(size[p] for p in item.paths) for item in items]
+        yield from _batches(items, weights, config.batch_size)
+
+
+class DiscoverDatasets(beam.PTransform):
+    """Lists the input inside the pipeline and emits batches of what the readers need.
+
+    With ``--incremental``, unchanged datasets arrive instead as Arrow tables of
+    their reused rows (:mod:`pipeline.table.history`); for file and directory grouping one
+    :class:`Expected` element tells how many datasets there are in all. Otherwise, for ``file`` and
+    ``directory`` grouping each element is a list of
+    :class:`DatasetRef` (with ``parts``, one ref per part file of a directory); for
+    ``column:`` grouping it is a list of file paths (the datasets only appear once
+    their rows are read). With ``--loss_form gram``, directory datasets are emitted
+    one ref per part file, so their parts are read in parallel. Batches hold at
+    most ``batch_size`` datasets and about ``BATCH_BYTES`` of Parquet. Listing runs
+    on a worker, so a cloud runner lists a bucket itself; a ``Reshuffle`` spreads the
+    batches across workers.
+
+    Args:
+        config: The job's configuration.
+        history: The output table's history, which records this run's input
+            fingerprints and, with ``--incremental``, supplies the rows of unchanged
+            datasets; ``None`` for neither (BigQuery output, tests of discovery alone).
+    """
+
+    def __init__(self, config: JobConfig, history: History | None = None) -> None:
+        super().__init__()
+        self._config = config
+        self._history = history
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        """Return batches of DatasetRefs (file/directory grouping) or of paths (column)."""
+        layout = input_layout(self._config.input, self._config.output)
+        return (
+            pbegin
+            | "Pattern" >> beam.Create([layout.pattern])
+            | "ListBatches" >> beam.ParDo(_ListBatchesFn(self._config, self._history))
+            | "Spread" >> beam.Reshuffle()
+        )
