@@ -28,7 +28,16 @@ setup(
         "bench": ["duckdb>=1.0"],
         # Dataflow, GCS and BigQuery; `build` lets Beam package --setup_file quietly.
         "gcp": ["apache-beam[gcp]>=2.60", "build>=1.0"],
-        "test": ["pytest>=8", "duckdb>=1.0", "matplotlib>=3.7", "apache-beam[gcp]>=2.60", "build>=1.0"],
+        # statsmodels and scikit-learn are independent references for the fit tests only.
+        "test": [
+            "pytest>=8",
+            "duckdb>=1.0",
+            "matplotlib>=3.7",
+            "apache-beam[gcp]>=2.60",
+            "build>=1.0",
+            "statsmodels>=0.14",
+            "scikit-learn>=1.4",
+        ],
     },
     entry_points={"console_scripts": ["tapefit=jobs.fit_lines:console_main"]},
 )

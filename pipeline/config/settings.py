@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass
 
 from pipeline.config.errors import ConfigError
 
-__all__ = ["DTYPES", "LOSS_FORMS", "FitConfig", "GroupBy", "JobConfig", "new_run_id"]
+__all__ = ["DTYPES", "LOSSES", "LOSS_FORMS", "FitConfig", "GroupBy", "JobConfig", "new_run_id"]
 
 DTYPES = ("float64", "float32")
+LOSSES = ("squared", "huber")
 LOSS_FORMS = ("gram", "rows")
 
 
@@ -33,26 +34,39 @@ class FitConfig:
     """Hyper-parameters of one line fit.
 
     Attributes:
-        learning_rate: Step size η of the update (a, c) ← (a, c) − η·∇L.
+        learning_rate: Step size η of the update θ ← θ − η·∇L (for Huber, θ ← θ − η·σ·∇L).
         max_steps: Most parameter updates before giving up (status ``not_converged``).
-        tolerance: Converged once the gradient's 2-norm is at most this.
+        tolerance: Converged once the gradient's 2-norm, in standardized coordinates, is
+            at most this; 0 (the default) runs to the rounding floor of ``dtype`` (see
+            docs/fit.md, "When the loop stops").
         standardize: Descend on standardized data (always converges for η < 1).
         dtype: ``"float64"`` or ``"float32"``: precision of the descent loop.
-        loss_form: ``"gram"`` (the loss from the dataset's moments) or ``"rows"``.
+        loss: ``"squared"`` (least squares) or ``"huber"`` (Huber's loss with a jointly
+            estimated scale σ).
+        huber_epsilon: Huber's ε (> 1): residuals beyond ε·σ count linearly.
+        intercept: Fit y = w·x + b (default), or y = w·x with b exactly 0.
+        weights: The row-weight column (``--weight_column``), or ``None``: every weight 1.
+        loss_form: ``"gram"`` (the loss from the dataset's moments) or ``"rows"``; by
+            default ``gram`` for the squared loss and ``rows`` for Huber (which has no
+            Gram form).
     """
 
     learning_rate: float = 0.1
     max_steps: int = 1000
-    tolerance: float = 1e-12
+    tolerance: float = 0.0
     standardize: bool = True
     dtype: str = "float64"
-    loss_form: str = "gram"
+    loss: str = "squared"
+    huber_epsilon: float = 1.35
+    intercept: bool = True
+    weights: str | None = None
+    loss_form: str | None = None
 
     def __post_init__(self) -> None:
-        """Reject values no fit could use.
+        """Reject values no fit could use; choose the loss form the loss needs.
 
         Raises:
-            ConfigError: if a value is out of range.
+            ConfigError: if a value is out of range or the options contradict each other.
         """
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ConfigError(f"--learning_rate must be a positive number, got {self.learning_rate!r}")
@@ -62,8 +76,18 @@ class FitConfig:
             raise ConfigError(f"--tolerance must be a finite number >= 0, got {self.tolerance!r}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.loss_form not in LOSS_FORMS:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if not (math.isfinite(self.huber_epsilon) and self.huber_epsilon > 1):
+            raise ConfigError(f"--huber_epsilon must be a number > 1, got {self.huber_epsilon!r}")
+        form = self.loss_form or ("rows" if self.loss == "huber" else "gram")
+        if form not in LOSS_FORMS:
             raise ConfigError(f"--loss_form must be one of {', '.join(LOSS_FORMS)}, got {self.loss_form!r}")
+        if self.loss == "huber" and form == "gram":
+            raise ConfigError("--loss huber has no Gram form: leave --loss_form out (huber runs the row form)")
+        if self.loss == "huber" and not self.standardize:
+            raise ConfigError("--loss huber descends on standardized data; --no_standardize is for --loss squared")
+        object.__setattr__(self, "loss_form", form)
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,29 @@
-"""The compiled gradient-descent loop: a ``tf.while_loop`` fitting many datasets at once.
+"""The compiled gradient-descent loop: one ``tf.while_loop`` fitting many datasets at once.
 
-This is the only module that imports TensorFlow. It knows nothing about files or Beam.
-For each dataset i it minimises a loss Lᵢ(wᵢ, bᵢ) with the textbook update
-(w, b) ← (w, b) − η·∇L, the gradient taken by ``tf.GradientTape``. A batch of datasets
-is one call: parameters are vectors, the tape differentiates the *sum* of the losses
-(whose gradient with respect to wᵢ, bᵢ is dataset i's own gradient), and each dataset
-is frozen by a mask the moment it converges, diverges or runs out of steps. A
-dataset's steps and numbers are therefore the same whatever its batch-mates are.
+With :mod:`pipeline.fit.losses` the only modules that import TensorFlow; nothing here
+knows about files or Beam. For each dataset i the loop minimises a loss Lᵢ(θᵢ) with
+the update θ ← θ − η·πᵢ·∇L, the gradient taken by ``tf.GradientTape`` (πᵢ = 1 for the
+squared loss; for Huber πᵢ = σᵢ, which keeps the step stable as σ shrinks, see
+:mod:`pipeline.fit.losses`). A batch of datasets is one call: parameters are vectors,
+the tape differentiates the *sum* of the losses (whose gradient with respect to θᵢ is
+dataset i's own), and each dataset is frozen by a mask the moment it converges,
+diverges, stalls or runs out of steps, so its steps and numbers never depend on its
+batch-mates.
 
-Two forms of the loss, the same quadratic:
+When a dataset stops (all measured in standardized coordinates, where the loss of
+the zero line is 1; see docs/fit.md):
 
-* ``rows``: Lᵢ = mean over dataset i's rows of (w·x + b − y)², via segment sums over
-  the concatenated rows of the batch;
-* ``gram``: Lᵢ = qᵢ + cᵢ·(w − βᵢ)² + (w·x̄ᵢ + b − ȳᵢ)², the same loss from the
-  dataset's moments (see :mod:`pipeline.reduce.moments`): each step costs O(1), not O(rows).
+* ``CONVERGED``: ‖∇L‖₂ ≤ max(tolerance, F), with F the rounding floor of the loop's
+  dtype, F = ε·((2 + ‖θ‖)·κ + noise): κ = 1 (squared) or 1/σ (Huber), and noise =
+  2·√n·T for the row form (T bounds a row's gradient term) — or the update no longer
+  changes any parameter (a fixed point at this precision) with ‖∇L‖₂ ≤ max(tolerance, 64·F);
+* ``STALLED``: the update no longer changes the parameters while the gradient is above
+  that: the step is too small for this precision (not converged);
+* ``DIVERGED``: the loss is not finite or has grown past twice its start;
+* ``MAX_STEPS``: ``max_steps`` updates without any of the above.
 
-Both functions have an ``input_signature`` with unknown lengths, so each is traced
-once per process however many batches of whatever sizes it fits.
+Every compiled function has an ``input_signature`` with unknown lengths, so each is
+traced once per process however many batches of whatever sizes it fits.
 """
 
 from __future__ import annotations
@@ -38,194 +45,234 @@ finally:
     if _HIDE_KERAS and sys.modules.get("keras", 0) is None:
         del sys.modules["keras"]
 
-__all__ = ["CONVERGED", "DIVERGED", "MAX_STEPS", "Descent", "DescentOutcome"]
+from pipeline.fit import losses  # noqa: E402 (after TensorFlow, imported above without Keras)
+from pipeline.fit.codes import CONVERGED, DIVERGED, MAX_STEPS, RUNNING, STALLED  # noqa: E402
+from pipeline.fit.frame import Frame  # noqa: E402
 
-RUNNING, CONVERGED, MAX_STEPS, DIVERGED = 0, 1, 2, 3
+__all__ = ["Descent", "DescentOutcome"]
 
-# Gradient descent on a quadratic with a step that converges never raises the loss above
-# its starting value (every eigen-component shrinks). A loss past twice the start therefore
-# proves that some component grows geometrically: the run diverges, so stop it early.
+# Gradient descent with a step that converges never raises the loss above its start (for
+# the squared loss every eigen-component shrinks; for Huber the preconditioned step stays
+# below 2/curvature). A loss past twice the start therefore proves divergence: stop early.
 _DIVERGENCE_FACTOR = 2.0
+# A fixed point of the update counts as converged when ‖∇L‖ is within this many floors.
+_FIXED_POINT_SLACK = 8.0
 
 
 class DescentOutcome(NamedTuple):
     """What the loop ended with, one entry per dataset of the batch.
 
     Attributes:
-        w: Final slopes on the loop's own (possibly standardized) scale.
-        b: Final intercepts on that scale.
+        params: Final parameters on the loop's own scale: (θ₁, θ₂) or (a, c, σ) for Huber.
         steps: Parameter updates applied to each dataset.
-        code: ``CONVERGED``, ``MAX_STEPS`` or ``DIVERGED`` per dataset.
+        code: ``CONVERGED``, ``MAX_STEPS``, ``DIVERGED`` or ``STALLED`` per dataset.
         loss: The loss at the final parameters, on the loop's scale.
+        gradient: ‖∇L‖₂ at the final parameters, standardized coordinates.
+        floor: The rounding floor F at the final parameters.
     """
 
-    w: np.ndarray
-    b: np.ndarray
+    params: tuple[np.ndarray, ...]
     steps: np.ndarray
     code: np.ndarray
     loss: np.ndarray
+    gradient: np.ndarray
+    floor: np.ndarray
 
 
-def _descend(loss_fn, w0, b0, eta, tol, limit, noise_floor):  # noqa: ANN001, ANN202 (graph code)
-    """The masked while-loop shared by both loss forms (called while tracing)."""
+def _descend(loss_fn, params, frame, settings, kind):  # noqa: ANN001, ANN202, PLR0915 (graph code)
+    """The masked while-loop shared by every loss (called while tracing)."""
+    eta, tol, limit, epsilon = settings
+    ga, gb, gc, pa, pb, pw, free_b, rows, lscale = frame
+    real = params[0].dtype
+    machine = tf.constant(np.finfo(real.as_numpy_dtype).eps, real)
+    two = tf.constant(2.0, real)
 
-    def loss_and_gradient(w, b):  # noqa: ANN001, ANN202
+    def evaluate(theta):  # noqa: ANN001, ANN202
         with tf.GradientTape() as tape:
-            tape.watch([w, b])
-            loss = loss_fn(w, b)
-            total = tf.reduce_sum(loss)  # ∂total/∂wᵢ = ∂Lᵢ/∂wᵢ: datasets do not interact
+            tape.watch(theta)
+            loss = loss_fn(*theta)
+            total = tf.reduce_sum(loss)  # ∂total/∂θᵢ = ∂Lᵢ/∂θᵢ: datasets do not interact
         # gather's gradient comes as IndexedSlices: densify (a segment sum per dataset)
-        dw, db = (tf.convert_to_tensor(g) for g in tape.gradient(total, [w, b]))
-        return loss, dw, db, tf.sqrt(dw * dw + db * db)
+        grads = [tf.convert_to_tensor(g) for g in tape.gradient(total, theta)]
+        std_a = ga * grads[0] + gb * grads[1] * free_b
+        std_c = gc * grads[1] * free_b
+        norm2 = std_a * std_a + std_c * std_c
+        size = tf.square(pa * theta[0]) + tf.square(pb * tf.abs(theta[1]) + pw * tf.abs(theta[0]))
+        if kind == "huber":
+            norm2 += tf.square(grads[2])
+            size += tf.square(theta[2])
+        curvature, term = losses.floor_terms(kind, theta, loss * lscale, epsilon)
+        noise = two * tf.sqrt(rows) * term
+        floor = machine * ((two + tf.sqrt(size)) * curvature + noise)
+        return loss, grads, tf.sqrt(norm2), floor
 
-    start_loss, _, _, start_norm = loss_and_gradient(w0, b0)
-    # Converged to machine precision: the gradient has fallen by the dtype's whole precision
-    # from where it started, so further steps only shuffle rounding noise (matters for float32).
-    tol = tf.maximum(tol, noise_floor * start_norm)
-    running = tf.zeros_like(w0, tf.int32) + RUNNING
+    start_loss, _, _, _ = evaluate(params)
+    running = tf.zeros_like(params[0], tf.int32) + RUNNING
+    slack = tf.constant(_FIXED_POINT_SLACK, real)
 
-    def body(step, w, b, code, loss):  # noqa: ANN001, ANN202, ARG001
-        loss, dw, db, grad_norm = loss_and_gradient(w, b)
-        new_w = w - eta * dw
-        new_b = b - eta * db
-        diverged = tf.logical_not(tf.math.is_finite(loss) & tf.math.is_finite(grad_norm)) | (
-            loss > _DIVERGENCE_FACTOR * start_loss
-        )
-        # Converged: the gradient is small enough, or the update no longer moves the
-        # parameters at this precision (converged to machine precision).
-        converged = (grad_norm <= tol) | ((new_w == w) & (new_b == b))
+    def body(step, theta, code, loss, norm, floor):  # noqa: ANN001, ANN202, ARG001
+        loss, grads, norm, floor = evaluate(list(theta))
+        scale = losses.precondition(kind, theta)
+        masks = [tf.ones_like(free_b), free_b] + ([tf.ones_like(free_b)] if kind == "huber" else [])
+        new = [t - eta * scale * g * m for t, g, m in zip(theta, grads, masks, strict=True)]
+        finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
+        diverged = tf.logical_not(finite) | (loss > _DIVERGENCE_FACTOR * start_loss)
+        fixed = tf.reduce_all(tf.stack([tf.equal(n, t) for n, t in zip(new, theta, strict=True)]), axis=0)
+        converged = (norm <= tf.maximum(tol, floor)) | (fixed & (norm <= tf.maximum(tol, slack * floor)))
         new_code = tf.where(
             diverged,
             DIVERGED,
-            tf.where(converged, CONVERGED, tf.where(step >= limit, MAX_STEPS, RUNNING)),
+            tf.where(
+                converged, CONVERGED, tf.where(fixed, STALLED, tf.where(step >= limit, MAX_STEPS, RUNNING))
+            ),
         )
-        was_running = tf.equal(code, RUNNING)
-        code = tf.where(was_running, new_code, code)
+        code = tf.where(tf.equal(code, RUNNING), new_code, code)
         move = tf.equal(code, RUNNING)
         return (
             step + tf.cast(move, tf.int64),
-            tf.where(move, new_w, w),
-            tf.where(move, new_b, b),
+            [tf.where(move, n, t) for n, t in zip(new, theta, strict=True)],
             code,
             loss,  # a frozen dataset's loss is recomputed at its frozen parameters: unchanged
+            norm,
+            floor,
         )
 
+    zeros = tf.zeros_like(params[0])
     return tf.while_loop(
-        lambda step, w, b, code, loss: tf.reduce_any(tf.equal(code, RUNNING)),  # noqa: ARG005
+        lambda step, theta, code, loss, norm, floor: tf.reduce_any(tf.equal(code, RUNNING)),  # noqa: ARG005
         body,
-        (tf.zeros_like(w0, tf.int64), w0, b0, running, start_loss),
+        (tf.zeros_like(params[0], tf.int64), list(params), running, start_loss, zeros, zeros),
     )
 
 
 class Descent:
-    """Gradient descent for batches of datasets, compiled once.
+    """Gradient descent for batches of datasets, compiled once per loss.
 
     Build it where fits run (``DoFn.setup()``): constructing it imports TensorFlow.
 
     Args:
         dtype: ``"float64"`` or ``"float32"``: the loop's precision.
         learning_rate: Step size η.
-        tolerance: A dataset has converged once ‖∇Lᵢ‖₂ is at most this.
+        tolerance: A dataset has converged once ‖∇Lᵢ‖₂ (standardized) is at most
+            max(tolerance, its rounding floor).
         max_steps: Most updates per dataset before it stops with ``MAX_STEPS``.
+        huber_epsilon: Huber's ε, for the Huber loss.
     """
 
-    def __init__(self, dtype: str, learning_rate: float, tolerance: float, max_steps: int) -> None:
+    def __init__(
+        self, dtype: str, learning_rate: float, tolerance: float, max_steps: int, huber_epsilon: float = 1.35
+    ) -> None:
         real = tf.as_dtype(dtype)
         vector = tf.TensorSpec([None], real)
-        scalar = tf.TensorSpec([], real)
         steps = tf.TensorSpec([], tf.int64)
-        noise_floor = 8 * np.finfo(dtype).eps
+        index = tf.TensorSpec([None], tf.int32)
+        scalar = tf.TensorSpec([], real)
+        frame = [vector] * len(Frame._fields)
         self._dtype = np.dtype(dtype)
         self._settings = (
             tf.constant(learning_rate, real),
             tf.constant(tolerance, real),
             tf.constant(max_steps, tf.int64),
+            tf.constant(huber_epsilon, real),
         )
+        settings = [scalar, scalar, steps, scalar]
 
-        index = tf.TensorSpec([None], tf.int32)
+        @tf.function(input_signature=[vector] * 5 + [vector] * 2 + frame + settings)
+        def squared_gram(floor, curvature, slope, mean_x, mean_y, w0, b0, *rest):  # noqa: ANN001, ANN202 (tensors)
+            frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
+            quadratic = losses.squared_gram(floor, curvature, slope, mean_x, mean_y)
+            return _descend(quadratic, [w0, b0], frame, settings, "squared_gram")
 
-        @tf.function(input_signature=[vector, vector, index, vector, vector, vector, scalar, scalar, steps])
-        def rows(x, y, segment, count, w0, b0, eta, tol, limit):  # noqa: ANN001, ANN202 (tensors)
-            size = tf.size(count)
+        @tf.function(input_signature=[vector, vector, vector, index, vector] + [vector] * 2 + frame + settings)
+        def squared_rows(x, y, weight, segment, total, w0, b0, *rest):  # noqa: ANN001, ANN202
+            frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
+            loss = losses.squared_rows(x, y, weight, segment, total)
+            return _descend(loss, [w0, b0], frame, settings, "squared_rows")
 
-            def loss_fn(w, b):  # noqa: ANN001, ANN202
-                residual = tf.gather(w, segment) * x + tf.gather(b, segment) - y
-                return tf.math.unsorted_segment_sum(tf.square(residual), segment, size) / count
+        @tf.function(input_signature=[vector, vector, vector, index, vector] + [vector] * 3 + frame + settings)
+        def huber_rows(x, y, weight, segment, total, a0, c0, s0, *rest):  # noqa: ANN001, ANN202
+            frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
+            loss = losses.huber_rows(x, y, weight, segment, total, settings[3])
+            return _descend(loss, [a0, c0, s0], frame, settings, "huber")
 
-            return _descend(loss_fn, w0, b0, eta, tol, limit, noise_floor)
-
-        @tf.function(input_signature=[vector] * 7 + [scalar, scalar, steps])
-        def gram(floor, curvature, slope, mean_x, mean_y, w0, b0, eta, tol, limit):  # noqa: ANN001, ANN202
-            def loss_fn(w, b):  # noqa: ANN001, ANN202
-                return floor + curvature * tf.square(w - slope) + tf.square(w * mean_x + b - mean_y)
-
-            return _descend(loss_fn, w0, b0, eta, tol, limit, noise_floor)
-
-        self._rows = rows
-        self._gram = gram
+        self._functions = {"squared_gram": squared_gram, "squared_rows": squared_rows, "huber": huber_rows}
 
     @property
     def trace_count(self) -> int:
-        """Traces of both compiled functions so far (at most one each)."""
-        return self._rows.experimental_get_tracing_count() + self._gram.experimental_get_tracing_count()
+        """Traces of all compiled functions so far (at most one each)."""
+        return sum(f.experimental_get_tracing_count() for f in self._functions.values())
 
-    def _start(self, size: int, w0: np.ndarray | None, b0: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        zeros = np.zeros(size, self._dtype)
-        return (
-            zeros if w0 is None else np.asarray(w0, self._dtype),
-            zeros if b0 is None else np.asarray(b0, self._dtype),
+    def _cast(self, values: object) -> np.ndarray:
+        return np.asarray(values, self._dtype)
+
+    def _run(self, kind: str, data: tuple, starts: tuple, frame: Frame) -> DescentOutcome:
+        result = self._functions[kind](*data, *map(self._cast, starts), *map(self._cast, frame), *self._settings)
+        steps, params, code, loss, norm, floor = result
+        return DescentOutcome(
+            tuple(p.numpy().astype(np.float64) for p in params),
+            steps.numpy(),
+            code.numpy(),
+            loss.numpy().astype(np.float64),
+            norm.numpy().astype(np.float64),
+            floor.numpy().astype(np.float64),
         )
 
-    @staticmethod
-    def _outcome(result: tuple) -> DescentOutcome:
-        steps, w, b, code, loss = (t.numpy() for t in result)
-        return DescentOutcome(w.astype(np.float64), b.astype(np.float64), steps, code, loss.astype(np.float64))
+    def squared_gram(self, quadratic: tuple, starts: tuple, frame: Frame) -> DescentOutcome:
+        """Descend on Lᵢ = floorᵢ + curvatureᵢ·(θ₁ − slopeᵢ)² + (θ₁·mean_xᵢ + θ₂ − mean_yᵢ)².
 
-    def rows(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        starts: np.ndarray,
-        w0: np.ndarray | None = None,
-        b0: np.ndarray | None = None,
-    ) -> DescentOutcome:
-        """Descend on the row-wise loss of datasets stored one after another.
+        With floor = R/n, curvature = Cxx/n, slope = Cxy/Cxx and the means this is exactly
+        the mean squared error of the dataset's rows (standardized: floor = 1 − r²,
+        curvature 1, slope r, means 0).
 
         Args:
-            x: The concatenated x values of the batch (no NaN).
-            y: The concatenated y values.
-            starts: Start offset of each dataset in ``x``; each holds at least one row.
-            w0: Starting slopes (default zeros).
-            b0: Starting intercepts (default zeros).
+            quadratic: ``(floor, curvature, slope, mean_x, mean_y)`` vectors.
+            starts: ``(θ₁, θ₂)`` starting vectors.
+            frame: The per-dataset map to standardized coordinates.
 
         Returns:
             One outcome entry per dataset.
         """
+        return self._run("squared_gram", tuple(map(self._cast, quadratic)), starts, frame)
+
+    def _rows_data(self, x: np.ndarray, y: np.ndarray, weight: np.ndarray, starts: np.ndarray) -> tuple:
         starts = np.asarray(starts, np.int64)
         lengths = np.diff(np.append(starts, len(x)))
         segment = np.repeat(np.arange(starts.size, dtype=np.int32), lengths)
-        w0, b0 = self._start(starts.size, w0, b0)
-        x, y = np.asarray(x, self._dtype), np.asarray(y, self._dtype)
-        return self._outcome(self._rows(x, y, segment, lengths.astype(self._dtype), w0, b0, *self._settings))
+        total = np.add.reduceat(weight, starts) if starts.size else np.zeros(0)
+        return self._cast(x), self._cast(y), self._cast(weight), segment, self._cast(total)
 
-    def gram(
-        self,
-        floor: np.ndarray,
-        curvature: np.ndarray,
-        slope: np.ndarray,
-        mean_x: np.ndarray,
-        mean_y: np.ndarray,
-        w0: np.ndarray | None = None,
-        b0: np.ndarray | None = None,
+    def squared_rows(
+        self, x: np.ndarray, y: np.ndarray, weight: np.ndarray, starts: np.ndarray, begin: tuple, frame: Frame
     ) -> DescentOutcome:
-        """Descend on Lᵢ = floorᵢ + curvatureᵢ·(w − slopeᵢ)² + (w·mean_xᵢ + b − mean_yᵢ)².
+        """Descend on the row-wise weighted mean squared error of datasets stored one after another.
 
-        With floor = R/n, curvature = Cxx/n, slope = Cxy/Cxx and the means, this is
-        exactly the mean squared error of the dataset's rows.
+        Args:
+            x: The concatenated x values of the batch, on the loop's scale (no NaN).
+            y: The concatenated y values.
+            weight: Row weights (positive; ones when unweighted).
+            starts: Start offset of each dataset; each holds at least one row.
+            begin: ``(θ₁, θ₂)`` starting vectors.
+            frame: The per-dataset map to standardized coordinates.
 
         Returns:
             One outcome entry per dataset.
         """
-        w0, b0 = self._start(len(floor), w0, b0)
-        inputs = (np.asarray(v, self._dtype) for v in (floor, curvature, slope, mean_x, mean_y))
-        return self._outcome(self._gram(*inputs, w0, b0, *self._settings))
+        return self._run("squared_rows", self._rows_data(x, y, weight, starts), begin, frame)
+
+    def huber(
+        self, x: np.ndarray, y: np.ndarray, weight: np.ndarray, starts: np.ndarray, begin: tuple, frame: Frame
+    ) -> DescentOutcome:
+        """Descend on Owen's concomitant-scale Huber objective over (a, c, σ), rows standardized.
+
+        Args:
+            x: The concatenated standardized x values of the batch.
+            y: The concatenated standardized y values.
+            weight: Row weights (positive; ones when unweighted).
+            starts: Start offset of each dataset; each holds at least one row.
+            begin: ``(a, c, σ)`` starting vectors (σ > 0).
+            frame: The per-dataset map (standardized: the identity; ``free_b`` 0 without intercept).
+
+        Returns:
+            One outcome entry per dataset.
+        """
+        return self._run("huber", self._rows_data(x, y, weight, starts), begin, frame)

@@ -1,21 +1,23 @@
 """The line fit: numpy arrays (or their moments) in, :class:`FitResult` out. No Beam here.
 
 ``LineFitter`` owns the compiled TensorFlow loop (built once, in its constructor) and
-turns raw x, y columns into honest results, many datasets per compiled call:
+turns raw columns into honest results, many datasets per compiled call:
 
-1. rows whose x or y is null, NaN or infinite are dropped and counted;
-2. fewer than two rows, or a constant x, fail with a one-line reason;
-3. with ``standardize`` (default) the loop descends on u = (x − μx)/σx and
-   v = (y − μy)/σy, where the loss's Hessian is 2·I so a fixed η converges for every
-   dataset; the result is mapped back with w = a·σy/σx, b = μy + σy·c − w·μx;
-4. without it, the loop descends on raw x, y (the textbook form) and may diverge;
-5. ``final_loss`` and ``r2`` are recomputed in float64 in the data's own units, and
-   any result that cannot be represented as a finite double is a failure, never a
-   silently wrong number.
+1. rows whose x, y (or weight) is null, NaN or infinite (or negative) are dropped and
+   counted; zero-weight rows carry no information;
+2. fewer than two rows with a positive weight, or a constant x (an all-zero x without
+   intercept), fail with a one-line reason;
+3. with ``standardize`` (default) the loop descends on standardized data
+   (:mod:`pipeline.fit.scaling`), where a fixed step converges for every dataset;
+   without it, on raw x, y (the textbook loop, squared loss only), and may diverge;
+4. the result is mapped back to data units; loss, r², standard errors (squared loss)
+   or σ and the outlier count (Huber) are computed in float64
+   (:mod:`pipeline.fit.statistics`), and ``ok`` is given only when the float64 gradient
+   at the reported parameters is within the tolerance (docs/fit.md). A result that
+   cannot be represented as a finite double is a failure, never a wrong number.
 
-The loss is the same quadratic in both loss forms: ``rows`` evaluates it over
-the rows, ``gram`` from the dataset's :class:`~pipeline.reduce.moments.Moments` (O(1) a step,
-and the moments can be accumulated a file or row group at a time).
+Squared loss: ``gram`` fits from moments (O(1) a step), ``rows`` row by row; both land
+on the same numbers. Huber: rows only.
 """
 
 from __future__ import annotations
@@ -23,75 +25,51 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.config.settings import FitConfig
+from pipeline.fit.codes import CONVERGED, DIVERGED, STALLED
 from pipeline.fit.result import FitResult, Status, failed
+from pipeline.fit.scaling import Scaling
+from pipeline.fit.statistics import huber_rows, rows_gradient, squared_gradient, squared_statistics
 from pipeline.reduce.moments import Moments, segment_moments
 
 __all__ = ["LineFitter"]
 
-
-def _location_scale(values: np.ndarray) -> tuple[float, float, float]:
-    """Return (μ, σ, s) of ``values`` computed on values / s, with s = max |value|.
-
-    Working on values / s keeps every square in range, so μ and σ (population) are
-    right even when the squares of the raw values would overflow float64. The mean is
-    refined once (two-pass) so that data far from zero keeps its digits.
-    """
-    scale = float(np.max(np.abs(values)))
-    if scale == 0.0:
-        return 0.0, 0.0, 1.0
-    scaled = values / scale
-    mean = np.mean(scaled)
-    mean += np.mean(scaled - mean)
-    std = np.sqrt(np.mean(np.square(scaled - mean)))
-    return float(mean), float(std), scale
+# A fixed point of the update is accepted within this many rounding floors (as in the loop).
+_FIXED_POINT_SLACK = 8.0
+Start = tuple[float, ...] | None
 
 
-def _mean_square(residuals: np.ndarray) -> float:
-    """mean(r²) in float64; scaled when the plain sum of squares would overflow."""
-    value = float(np.mean(np.square(residuals)))
-    if not np.isfinite(value):
-        peak = float(np.max(np.abs(residuals)))
-        value = peak * peak * float(np.mean(np.square(residuals / peak)))
-    return value
-
-
-def _unfittable(n: int, n_dropped: int, min_x: float, max_x: float) -> str | None:
-    """The reason a dataset cannot be fitted at all, or ``None``."""
-    if n < 2:
-        if n == 0 and n_dropped == 0:
-            return "no rows"
+def _unfittable(m: Moments, i: int, intercept: bool, weighted: bool) -> str | None:
+    """The reason dataset i of ``m`` cannot be fitted at all, or ``None``."""
+    n, n_pos, n_dropped = int(m.n[i]), int(m.n_pos[i]), int(m.n_dropped[i])
+    if n == 0 and n_dropped == 0:
+        return "no rows"
+    if n_pos < 2:
+        if weighted:
+            return (
+                f"needs at least 2 rows with finite x and y and a positive weight, found {n_pos} "
+                f"({n - n_pos} with weight 0, {n_dropped} dropped as null, NaN, inf or a negative weight)"
+            )
         return f"needs at least 2 rows with finite x and y, found {n} ({n_dropped} dropped as null, NaN or inf)"
-    if min_x == max_x:
-        return f"x is constant ({float(min_x)!r} on all {n} rows): the slope is undefined"
+    low, high = float(m.min_x[i]), float(m.max_x[i])
+    among = " with a positive weight" if weighted else ""
+    if intercept and low == high:
+        return f"x is constant ({low!r} on all {n_pos} rows{among}): the slope is undefined"
+    if not intercept and low == high == 0.0:
+        return f"x is 0 on all {n_pos} rows{among}: the slope of y = w·x is undefined"
+    if not np.isfinite(m.weight[i]):
+        return "the weights add up beyond float64's range"
     return None
 
 
-def _loop_starts(
-    starts: list[tuple[float, float] | None],
-    ratio: np.ndarray,
-    shift_x: np.ndarray,
-    shift_y: np.ndarray,
-    stretch_y: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Map warm-start (w, b) in data units onto the loop's scale: the inverse of the map back.
-
-    The loop's (a, c) map back as w = a·ratio and b = shift_y + stretch_y·c − w·shift_x;
-    missing or non-finite starts become (0, 0).
-    """
-    w = np.array([s[0] if s else 0.0 for s in starts], dtype=np.float64)
-    b = np.array([s[1] if s else 0.0 for s in starts], dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        a = w / ratio
-        c = (b + w * shift_x - shift_y) / stretch_y
-    usable = np.isfinite(a) & np.isfinite(c) & np.array([s is not None for s in starts], dtype=bool)
-    return np.where(usable, a, 0.0), np.where(usable, c, 0.0)
+def _value(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
 
 
 class LineFitter:
-    """Fits y = w·x + b by gradient descent; build once, fit many batches.
+    """Fits lines by gradient descent; build once, fit many batches.
 
-    Constructing a ``LineFitter`` imports TensorFlow and traces the loop, so build it
-    where fits run (``DoFn.setup()``), not where pipelines are constructed.
+    Constructing a ``LineFitter`` imports TensorFlow and traces the loop lazily on first
+    use, so build it where fits run (``DoFn.setup()``), not where pipelines are built.
 
     Args:
         config: The fit's hyper-parameters.
@@ -101,106 +79,52 @@ class LineFitter:
         from pipeline.fit.descent import Descent  # TensorFlow only where fits run.
 
         self.config = config
-        self._descent = Descent(config.dtype, config.learning_rate, config.tolerance, config.max_steps)
+        self._descent = Descent(
+            config.dtype, config.learning_rate, config.tolerance, config.max_steps, config.huber_epsilon
+        )
 
     @property
     def trace_count(self) -> int:
         """How many times the compiled loops have been traced (one per loss form used)."""
         return self._descent.trace_count
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> FitResult:
-        """Fit one dataset with the configured ``loss_form``.
+    @property
+    def weighted(self) -> bool:
+        """Whether fits take row weights (``--weight_column``)."""
+        return self.config.weights is not None
+
+    def fit(self, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> FitResult:
+        """Fit one dataset with the configured loss and loss form.
 
         Args:
             x: The x column as float64 (nulls as NaN); any length.
             y: The y column, same length.
+            weights: Row weights (nulls as NaN), required when the config names a weight column.
 
         Returns:
             The dataset's result; expected problems (too few rows, constant x,
             divergence, overflow) are statuses, not exceptions.
 
         Raises:
-            ValueError: if x and y differ in length.
+            ValueError: if the lengths differ, or weights are missing or unexpected.
         """
         x = np.asarray(x, dtype=np.float64).ravel()
         y = np.asarray(y, dtype=np.float64).ravel()
-        if x.shape != y.shape:
+        if x.shape != y.shape or (weights is not None and np.shape(weights) != x.shape):
             raise ValueError(f"x and y differ in length ({x.size} vs {y.size})")
+        if (weights is not None) != self.weighted:
+            raise ValueError("weights must be given exactly when the config names a weight column")
+        data = (x, y) if weights is None else (x, y, np.asarray(weights, np.float64).ravel())
         if self.config.loss_form == "gram":
             if x.size == 0:
                 return failed("no rows")
-            return self.fit_moments(segment_moments(x, y, np.zeros(1, np.int64)))[0]
-        return self.fit_rows([(x, y)])[0]
+            return self.fit_moments(segment_moments(*data[:2], np.zeros(1, np.int64), *data[2:]))[0]
+        return self.fit_rows([data])[0]
 
-    def fit_rows(
-        self, datasets: list[tuple[np.ndarray, np.ndarray]], starts: list[tuple[float, float] | None] | None = None
-    ) -> list[FitResult]:
-        """Fit several datasets in one compiled call, evaluating the loss row by row.
+    # --- Gram form --------------------------------------------------------------------
 
-        Args:
-            datasets: ``(x, y)`` float64 vectors of equal length per dataset.
-            starts: Optional ``(w, b)`` per dataset to start the descent from (warm
-                start); ``None`` entries start from (0, 0).
-
-        Returns:
-            One result per dataset, in order; each is the same as fitting it alone.
-        """
-        results: list[FitResult | None] = [None] * len(datasets)
-        pending = []
-        for i, (x, y) in enumerate(datasets):
-            x = np.asarray(x, dtype=np.float64)
-            y = np.asarray(y, dtype=np.float64)
-            valid = np.isfinite(x) & np.isfinite(y)
-            n_dropped = int(x.size - np.count_nonzero(valid))
-            if n_dropped:
-                x, y = x[valid], y[valid]
-            reason = _unfittable(int(x.size), n_dropped, *(x.min(), x.max()) if x.size else (0.0, 0.0))
-            if reason:
-                results[i] = failed(reason, int(x.size), n_dropped)
-                continue
-            pending.append((i, x, y, n_dropped, self._scaling(x, y)))
-        if not pending:
-            return results
-        loop_x = [u for _, _, _, _, (u, _, *_) in pending]
-        loop_y = [v for _, _, _, _, (_, v, *_) in pending]
-        offsets = np.cumsum([0] + [u.size for u in loop_x[:-1]])
-        w0, b0 = _loop_starts(
-            [starts[i] if starts else None for i, *_ in pending],
-            *(np.array([p[4][k] for p in pending]) for k in (2, 3, 4, 5)),
-        )
-        outcome = self._descent.rows(np.concatenate(loop_x), np.concatenate(loop_y), offsets, w0, b0)
-        for k, (i, x, y, n_dropped, (_, _, slope_ratio, mu_x, mu_y, sigma_y, spread_y)) in enumerate(pending):
-            w = outcome.w[k] * slope_ratio
-            b = mu_y + sigma_y * outcome.b[k] - w * mu_x
-            with np.errstate(over="ignore", invalid="ignore"):
-                residuals = (w * x + b) - y
-                loss = _mean_square(residuals) if np.all(np.isfinite(residuals)) else np.inf
-            results[i] = self._result(
-                int(outcome.code[k]), int(outcome.steps[k]), w, b, loss, spread_y, int(x.size), n_dropped
-            )
-        return results
-
-    def _scaling(self, x: np.ndarray, y: np.ndarray) -> tuple:
-        """The loop's inputs and the map back: (u, v, slope_ratio, μx, μy, σy, spread_y)."""
-        constant_y = y.min() == y.max()
-        if constant_y:  # v = 0 everywhere and σy is taken as 1
-            mean_y, std_y, scale_y = float(y[0]), 1.0, 1.0
-        else:
-            mean_y, std_y, scale_y = _location_scale(y)
-        mu_y, sigma_y = mean_y * scale_y, std_y * scale_y
-        spread_y = None if constant_y else sigma_y
-        if not self.config.standardize:
-            return x, y, 1.0, 0.0, 0.0, 1.0, spread_y
-        mean_x, std_x, scale_x = _location_scale(x)
-        u = (x / scale_x - mean_x) / std_x
-        v = np.zeros_like(y) if constant_y else (y / scale_y - mean_y) / std_y
-        return u, v, sigma_y / (std_x * scale_x), mean_x * scale_x, mu_y, sigma_y, spread_y
-
-    def fit_moments(self, moments: Moments, starts: list[tuple[float, float] | None] | None = None) -> list[FitResult]:
-        """Fit several datasets from their moments in one compiled call (``gram`` form).
-
-        The loop follows the same trajectory as the row-wise loss (same quadratic);
-        ``final_loss`` is computed from the moments without cancellation.
+    def fit_moments(self, moments: Moments, starts: list[Start] | None = None) -> list[FitResult]:
+        """Fit several datasets from their moments in one compiled call (squared loss, ``gram``).
 
         Args:
             moments: One entry per dataset, complete (all its rows merged).
@@ -209,73 +133,188 @@ class LineFitter:
         Returns:
             One result per dataset, in order; each is the same as fitting it alone.
         """
-        m = moments
-        n, n_dropped = m.n.tolist(), m.n_dropped.tolist()
-        results: list[FitResult | None] = [None] * len(m)
-        reasons = [
-            _unfittable(n[i], n_dropped[i], lo, hi)
-            for i, (lo, hi) in enumerate(zip(m.min_x.tolist(), m.max_x.tolist(), strict=True))
-        ]
-        for i, reason in enumerate(reasons):
-            if reason:
-                results[i] = failed(reason, n[i], n_dropped[i])
-        todo = np.array([i for i, reason in enumerate(reasons) if reason is None], dtype=np.int64)
+        results, todo = self._screen(moments)
         if not todo.size:
             return results
-        m = m.take(todo)
-        count = m.n.astype(np.float64)
-        constant_y = m.min_y == m.max_y
-        cyy = np.where(constant_y, 1.0, m.cyy)
-        slope = m.cxy / m.cxx  # least-squares slope, scaled units
-        sigma_x = m.scale_x * np.sqrt(m.cxx / count)
-        spread_y = m.scale_y * np.sqrt(cyy / count)
-        sigma_y = np.where(constant_y, 1.0, spread_y)
-        mu_x = m.mean_x * m.scale_x
-        mu_y = np.where(constant_y, m.min_y, m.mean_y * m.scale_y)
-        ones, zeros = np.ones(todo.size), np.zeros(todo.size)
+        m = moments.take(todo)
+        s = Scaling.from_moments(m, self.config.intercept)
+        begin = self._begin(s, [starts[i] for i in todo.tolist()] if starts else None)
         if self.config.standardize:
-            ratio, shift_x, shift_y, stretch_y = sigma_y / sigma_x, mu_x, mu_y, sigma_y
-            correlation = np.where(constant_y, 0.0, m.cxy / np.sqrt(m.cxx) / np.sqrt(cyy))
-            quadratic = (np.where(constant_y, 0.0, m.rss / cyy), ones, correlation, zeros, zeros)
+            outcome = self._descent.squared_gram(s.quadratic(), begin, s.standardized_frame())
         else:
-            ratio, shift_x, shift_y, stretch_y = ones, zeros, zeros, ones
-            with np.errstate(over="ignore", invalid="ignore"):
-                quadratic = (
-                    m.rss * m.scale_y**2 / count,
-                    m.cxx * m.scale_x**2 / count,
-                    slope * (m.scale_y / m.scale_x),
-                    mu_x,
-                    mu_y,
-                )
-        w0, b0 = _loop_starts(
-            [starts[i] for i in todo.tolist()] if starts else [None] * todo.size, ratio, shift_x, shift_y, stretch_y
+            outcome = self._descent.squared_gram(s.raw_quadratic(), begin, s.raw_frame())
+        for k, result in zip(todo.tolist(), self._squared_results(m, s, outcome), strict=True):
+            results[k] = result
+        return results
+
+    # --- row form -----------------------------------------------------------------------
+
+    def fit_rows(self, datasets: list[tuple[np.ndarray, ...]], starts: list[Start] | None = None) -> list[FitResult]:
+        """Fit several datasets in one compiled call, evaluating the loss row by row.
+
+        Args:
+            datasets: ``(x, y)`` (or ``(x, y, weights)``) float64 vectors per dataset.
+            starts: Optional ``(w, b)`` (``(w, b, σ)`` for Huber) per dataset to start
+                the descent from (warm start); ``None`` entries start cold.
+
+        Returns:
+            One result per dataset, in order; each is the same as fitting it alone.
+        """
+        results: list[FitResult | None] = [None] * len(datasets)
+        present = [i for i, d in enumerate(datasets) if len(d[0])]
+        for i in set(range(len(datasets))) - set(present):
+            results[i] = failed("no rows")
+        if not present:
+            return results
+        columns = [np.concatenate([np.asarray(datasets[i][k], np.float64) for i in present]) for k in (0, 1)]
+        lengths = np.array([len(datasets[i][0]) for i in present])
+        offsets = np.cumsum(np.append(0, lengths[:-1]))
+        weights = (
+            np.concatenate([np.asarray(datasets[i][2], np.float64) for i in present]) if self.weighted else None
         )
-        outcome = self._descent.gram(*quadratic, w0, b0)
-        with np.errstate(over="ignore", invalid="ignore"):
-            w = outcome.w * ratio
-            b = shift_y + stretch_y * outcome.b - w * shift_x
-            # mean squared error in data units: scale_y² · (R + Cxx(w' − β)² + n(w'x̄ + b' − ȳ)²) / n
-            w_scaled, b_scaled = w * (m.scale_x / m.scale_y), b / m.scale_y
-            offset = w_scaled * m.mean_x + b_scaled - m.mean_y
-            mean_square = (m.rss + m.cxx * np.square(w_scaled - slope)) / count + np.square(offset)
-            loss = np.square(m.scale_y * np.sqrt(mean_square))
-        for k, i in enumerate(todo.tolist()):
-            spread = None if constant_y[k] else float(spread_y[k])
-            results[i] = self._result(
-                int(outcome.code[k]), int(outcome.steps[k]), w[k], b[k], loss[k], spread, n[i], n_dropped[i]
+        moments = segment_moments(*columns, offsets, weights)
+        screened, todo = self._screen(moments)
+        for k, i in enumerate(present):
+            results[i] = screened[k]
+        if not todo.size:
+            return results
+        m = moments.take(todo)
+        s = Scaling.from_moments(m, self.config.intercept)
+        # the fittable datasets' usable rows (finite, positive weight), concatenated
+        owner = np.repeat(np.arange(len(present)), lengths)
+        keep = np.isin(owner, todo) & np.isfinite(columns[0]) & np.isfinite(columns[1])
+        row_weight = np.ones(columns[0].size) if weights is None else weights
+        keep &= np.isfinite(row_weight) & (row_weight > 0)
+        segment = np.searchsorted(todo, owner[keep])
+        x, y, row_weight = columns[0][keep], columns[1][keep], row_weight[keep]
+        begins = np.flatnonzero(np.append(True, segment[1:] != segment[:-1]))
+        rows = m.n_pos.astype(np.float64)
+        chosen = [starts[present[k]] for k in todo.tolist()] if starts else None
+        if self.config.loss == "huber":
+            u, v = s.rows(x, y, segment)
+            fitted = self._huber(m, s, u, v, row_weight, begins, rows, chosen)
+        else:
+            begin = self._begin(s, chosen)
+            gradient = None
+            if self.config.standardize:
+                u, v = s.rows(x, y, segment)
+                outcome = self._descent.squared_rows(u, v, row_weight, begins, begin, s.standardized_frame(rows))
+                gradient = rows_gradient(u, v, row_weight, begins, *outcome.params, self.config.intercept)
+            else:
+                outcome = self._descent.squared_rows(x, y, row_weight, begins, begin, s.raw_frame(rows))
+            fitted = self._squared_results(m, s, outcome, gradient)
+        for k, result in zip(todo.tolist(), fitted, strict=True):
+            results[present[k]] = result
+        return results
+
+    # --- shared -------------------------------------------------------------------------
+
+    def _screen(self, m: Moments) -> tuple[list[FitResult | None], np.ndarray]:
+        """Failed results for the unfittable datasets; the indices of the others."""
+        results: list[FitResult | None] = [None] * len(m)
+        todo = []
+        for i in range(len(m)):
+            reason = _unfittable(m, i, self.config.intercept, self.weighted)
+            if reason:
+                results[i] = failed(reason, int(m.n[i]), int(m.n_dropped[i]))
+            else:
+                todo.append(i)
+        return results, np.array(todo, dtype=np.int64)
+
+    def _begin(self, s: Scaling, starts: list[Start] | None) -> tuple[np.ndarray, np.ndarray]:
+        """The loop's starting (θ₁, θ₂): zeros, or the warm starts mapped onto the loop's scale."""
+        zeros = np.zeros(len(s))
+        if not starts:
+            return zeros, zeros.copy()
+        given = np.array([st is not None for st in starts], dtype=bool)
+        w = np.array([st[0] if st else 0.0 for st in starts], dtype=np.float64)
+        b = np.array([st[1] if st else 0.0 for st in starts], dtype=np.float64)
+        if self.config.standardize:
+            w, b = s.to_loop(w, b)
+        if not self.config.intercept:
+            b = zeros.copy()
+        usable = given & np.isfinite(w) & np.isfinite(b)
+        return np.where(usable, w, 0.0), np.where(usable, b, 0.0)
+
+    def _squared_results(
+        self, m: Moments, s: Scaling, outcome: object, gradient: np.ndarray | None = None
+    ) -> list[FitResult]:
+        """Results of the squared loss; ``gradient`` is the float64 check where the rows gave it."""
+        theta_1, theta_2 = outcome.params
+        if self.config.standardize:
+            w, b = s.back(theta_1, theta_2)
+            away, c = theta_1 - s.target, theta_2
+        else:
+            w, b = theta_1, theta_2 if self.config.intercept else np.zeros_like(theta_2)
+            away, c = s.offset(w, b)
+        if gradient is None:
+            gradient = squared_gradient(away, c if self.config.intercept else np.zeros_like(c))
+        stats = squared_statistics(m, s, w, b)
+        return [
+            self._result(
+                m, k, outcome, w[k], b[k], stats.final_loss[k], gradient[k],
+                r2=stats.r2[k], w_stderr=stats.w_stderr[k], b_stderr=stats.b_stderr[k], scale=stats.scale[k],
+            )  # fmt: skip
+            for k in range(len(s))
+        ]
+
+    def _huber(
+        self,
+        m: Moments,
+        s: Scaling,
+        u: np.ndarray,
+        v: np.ndarray,
+        weight: np.ndarray,
+        begins: np.ndarray,
+        rows: np.ndarray,
+        starts: list[Start] | None,
+    ) -> list[FitResult]:
+        exact = s.rest <= 0  # every row on one line: σ → 0, the line itself is the answer
+        a0, c0 = s.target.copy(), np.zeros(len(s))  # cold: from the least-squares line
+        sigma0 = np.sqrt(np.maximum(s.rest, 1e-12))
+        for k, start in enumerate(starts or []):
+            if start is None or len(start) < 3 or not all(np.isfinite(v) for v in start[:3]) or start[2] <= 0:
+                continue
+            a, c = s.to_loop(np.array([start[0]]), np.array([start[1]]), anchored=False)
+            a0[k], c0[k] = a[0], (c[0] if self.config.intercept else 0.0)
+            sigma0[k] = start[2] / (s.spread_y[k] * s.scale_y[k])
+        outcome = self._descent.huber(u, v, weight, begins, (a0, c0, sigma0), s.standardized_frame(rows))
+        a, c, sigma = outcome.params
+        collapsing = sigma < 1e-6 * sigma0
+        a, c = np.where(exact, s.target, a), np.where(exact, 0.0, c)
+        sigma = np.where(exact, 0.0, sigma)
+        w, b = s.back(a, c, anchored=False)
+        figures = huber_rows(
+            u, v, weight, begins, (a, c, np.where(exact, 1.0, sigma)), self.config.huber_epsilon, self.config.intercept
+        )
+        stats = squared_statistics(m, s, w, b)
+        data_scale = s.spread_y * s.scale_y
+        results = []
+        for k in range(len(s)):
+            if exact[k]:
+                results.append(
+                    FitResult(
+                        Status.OK, w=float(w[k]), b=float(b[k]), final_loss=0.0, r2=_value(stats.r2[k]),
+                        steps=0, converged=True, n_rows=int(m.n[k]), n_dropped=int(m.n_dropped[k]),
+                        scale=0.0, n_outliers=0,
+                    )  # fmt: skip
+                )
+                continue
+            results.append(
+                self._result(
+                    m, k, outcome, w[k], b[k], figures.loss[k] * data_scale[k], figures.gradient[k],
+                    r2=stats.r2[k], scale=sigma[k] * data_scale[k], n_outliers=int(figures.outliers[k]),
+                    collapsing=bool(collapsing[k]),
+                )  # fmt: skip
             )
         return results
 
     def _result(
-        self, code: int, steps: int, w: float, b: float, loss: float, spread_y: float | None, n: int, n_dropped: int
+        self, m: Moments, k: int, outcome: object, w: float, b: float, loss: float, gradient: float, **extra: object
     ) -> FitResult:
-        """One dataset's result from the loop's outcome mapped back to data units.
-
-        ``spread_y`` is y's population standard deviation (``None`` for constant y),
-        the denominator of r².
-        """
-        from pipeline.fit.descent import CONVERGED, DIVERGED  # already imported by __init__
-
+        """One dataset's result: its status from the loop's code and the float64 gradient check."""
+        code, steps = int(outcome.code[k]), int(outcome.steps[k])
+        n, n_dropped = int(m.n[k]), int(m.n_dropped[k])
         if code == DIVERGED:
             return FitResult(
                 Status.DIVERGED,
@@ -292,16 +331,43 @@ class LineFitter:
             return failed(
                 "values too large: the fitted line or its squared error overflows float64", n, n_dropped, steps
             )
-        r2 = None if spread_y is None else 1.0 - (np.sqrt(loss) / spread_y) ** 2
-        converged = code == CONVERGED
+        collapsing = extra.pop("collapsing", False)
+        tolerance = self.config.tolerance
+        floor = float(outcome.floor[k])
+        allowed = max(tolerance, _FIXED_POINT_SLACK * floor)
+        converged = bool(code == CONVERGED and gradient <= allowed)
+        error = None
+        if not converged:
+            error = self._why_not(code, steps, gradient, float(outcome.gradient[k]), max(tolerance, floor), collapsing)
+        numbers = {key: _value(value) if isinstance(value, float | np.floating) else value for key, value in extra.items()}
         return FitResult(
             Status.OK if converged else Status.NOT_CONVERGED,
             w=float(w),
             b=float(b),
             final_loss=float(loss),
-            r2=None if r2 is None else float(r2),
             steps=steps,
             converged=converged,
+            error=error,
             n_rows=n,
             n_dropped=n_dropped,
+            **numbers,
         )
+
+    def _why_not(
+        self, code: int, steps: int, gradient: float, loop_gradient: float, target: float, collapsing: bool
+    ) -> str:
+        """The one-line reason a fit ended ``not_converged``."""
+        where = f"‖∇L‖ = {gradient:.3g} > {target:.3g}"
+        if code == STALLED:
+            return (
+                f"stalled after {steps} step(s): the update no longer changes the parameters at "
+                f"{self.config.dtype} precision while {where} (use --standardize or a larger --learning_rate)"
+            )
+        if code == CONVERGED:
+            return f"the loop's own gradient reached {loop_gradient:.3g}, but in float64 {where}"
+        if collapsing:
+            return (
+                f"max_steps {self.config.max_steps} reached with {where}: σ keeps shrinking toward 0 "
+                "(the inlier rows lie exactly on a line, so the Huber scale has no positive minimum)"
+            )
+        return f"max_steps {self.config.max_steps} reached with {where}"

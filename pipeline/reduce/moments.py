@@ -17,7 +17,11 @@ many datasets at once (one entry per dataset, as numpy vectors). They are
   R = R₁ + R₂ + Cxx₁(β₁ − β)² + Cxx₂(β₂ − β)² + h·(Δy − β·Δx)², h = n₁n₂/n,
 
 so a dataset can be read a file or a row group at a time and never held in memory.
-No Beam and no TensorFlow here.
+
+With row weights cᵢ (``--weight_column``) every sum is weighted (n becomes W = Σcᵢ in
+the means and in the merge); rows whose weight is null, NaN, infinite or negative are
+dropped and counted, zero-weight rows carry no information (they count in ``n`` but not
+in ``n_pos``, the rows that give a degree of freedom). No Beam and no TensorFlow here.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ class Moments(NamedTuple):
     two). Entries with ``n == 0`` hold zeros and ±inf extremes.
 
     Attributes:
-        n: Rows with finite x and y.
-        n_dropped: Rows dropped because x or y was null, NaN or infinite.
+        n: Rows with finite x and y (and, when weighted, a finite weight ≥ 0).
+        n_dropped: Rows dropped because x, y (or the weight) was null, NaN, infinite
+            (or negative).
         scale_x: Power of two dividing x before the sums.
         scale_y: Power of two dividing y.
         mean_x: Mean of x / scale_x.
@@ -46,10 +51,12 @@ class Moments(NamedTuple):
         cxy: Σ(x − x̄)(y − ȳ), scaled.
         cyy: Σ(y − ȳ)², scaled.
         rss: Smallest sum of squared errors of any line, scaled (by scale_y²).
-        min_x: Smallest x, data units.
-        max_x: Largest x.
-        min_y: Smallest y.
-        max_y: Largest y.
+        min_x: Smallest x of the rows with a positive weight, data units.
+        max_x: Largest such x.
+        min_y: Smallest such y.
+        max_y: Largest such y.
+        weight: Σcᵢ, the total weight (``n`` as a float when unweighted).
+        n_pos: Rows with a positive weight (``n`` when unweighted).
     """
 
     n: np.ndarray
@@ -66,6 +73,8 @@ class Moments(NamedTuple):
     max_x: np.ndarray
     min_y: np.ndarray
     max_y: np.ndarray
+    weight: np.ndarray
+    n_pos: np.ndarray
 
     def __len__(self) -> int:  # noqa: D105 (number of datasets, not of fields)
         return int(self.n.size)
@@ -119,7 +128,7 @@ def _long_segment(x: np.ndarray, y: np.ndarray) -> tuple:
     rss = _dot(dy, dy) - sum_e * sum_e / size
     return (
         size, 0, sx, sy, mx + sum_dx / size, my + sum_dy / size,
-        max(cxx, 0.0), cxy, max(cyy, 0.0), max(rss, 0.0), lo_x, hi_x, lo_y, hi_y,
+        max(cxx, 0.0), cxy, max(cyy, 0.0), max(rss, 0.0), lo_x, hi_x, lo_y, hi_y, float(size), size,
     )  # fmt: skip
 
 
@@ -130,7 +139,7 @@ def _scale_for(peak: float) -> float:
     return float(_power_of_two_at_least(np.array([peak]))[0])
 
 
-def segment_moments(x: np.ndarray, y: np.ndarray, starts: np.ndarray) -> Moments:
+def segment_moments(x: np.ndarray, y: np.ndarray, starts: np.ndarray, weights: np.ndarray | None = None) -> Moments:
     """Moments of contiguous row segments.
 
     Long segments are reduced one by one with a few passes each; many short ones
@@ -141,6 +150,8 @@ def segment_moments(x: np.ndarray, y: np.ndarray, starts: np.ndarray) -> Moments
         y: float64 y values, same length.
         starts: Increasing start offsets of the segments; each segment runs to the next
             start (the last to the end) and must hold at least one row.
+        weights: Optional float64 row weights, same length (null as NaN): rows whose
+            weight is NaN, infinite or negative are dropped and counted.
 
     Returns:
         One :class:`Moments` entry per segment.
@@ -148,10 +159,12 @@ def segment_moments(x: np.ndarray, y: np.ndarray, starts: np.ndarray) -> Moments
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     starts = np.asarray(starts, dtype=np.int64)
+    if weights is not None:
+        return _weighted_segments(x, y, np.asarray(weights, dtype=np.float64), starts)
     if starts.size and x.size >= _LONG_SEGMENT * starts.size:
         ends = np.append(starts[1:], x.size).tolist()
         fields = [_long_segment(x[a:b], y[a:b]) for a, b in zip(starts.tolist(), ends, strict=True)]
-        types = (np.int64, np.int64) + (np.float64,) * 12
+        types = (np.int64, np.int64) + (np.float64,) * 13 + (np.int64,)
         return Moments(
             *(np.array(column, dtype=kind) for column, kind in zip(zip(*fields, strict=True), types, strict=True))
         )
@@ -191,19 +204,28 @@ def _short_clean_segments(x: np.ndarray, y: np.ndarray, starts: np.ndarray, leng
         max_x=total(x, np.maximum),
         min_y=total(y, np.minimum),
         max_y=total(y, np.maximum),
+        weight=count,
+        n_pos=lengths.astype(np.int64),
     )
+
+
+def _ordinary(values: np.ndarray, starts: np.ndarray) -> bool:
+    """Whether every segment's largest magnitude lies where sums of squares cannot over- or underflow.
+
+    Checked per segment and per column: a segment whose values are all tiny (or all
+    huge) needs its own power-of-two scale even when its neighbours are ordinary.
+    """
+    peaks = np.maximum.reduceat(np.abs(values), starts)
+    return bool(np.all((peaks <= _SAFE_RANGE[1]) & ((peaks >= _SAFE_RANGE[0]) | (peaks == 0.0))))
 
 
 def _short_segments(x: np.ndarray, y: np.ndarray, starts: np.ndarray) -> Moments:
     """:func:`segment_moments` for many short segments, vectorized with ``reduceat``."""
     lengths = np.diff(np.append(starts, x.size))
-    if starts.size and x.size:
-        extremes = np.array([x.min(), x.max(), y.min(), y.max()])
-        peak = float(np.max(np.abs(extremes)))
-        if np.isfinite(extremes).all() and peak <= _SAFE_RANGE[1] and np.all(lengths > 0):
-            smallest = min(float(np.min(np.abs(x))), float(np.min(np.abs(y))))
-            if smallest == 0.0 or smallest >= _SAFE_RANGE[0]:
-                return _short_clean_segments(x, y, starts, lengths)
+    if starts.size and x.size and np.all(lengths > 0):
+        finite = np.isfinite(x.min()) and np.isfinite(x.max()) and np.isfinite(y.min()) and np.isfinite(y.max())
+        if finite and _ordinary(x, starts) and _ordinary(y, starts):
+            return _short_clean_segments(x, y, starts, lengths)
     segment = np.repeat(np.arange(starts.size), lengths)
 
     def total(values: np.ndarray, ufunc: np.ufunc = np.add) -> np.ndarray:
@@ -246,6 +268,60 @@ def _short_segments(x: np.ndarray, y: np.ndarray, starts: np.ndarray) -> Moments
         max_x=total(np.where(valid, x, -np.inf), np.maximum),
         min_y=total(np.where(valid, y, np.inf), np.minimum),
         max_y=total(np.where(valid, y, -np.inf), np.maximum),
+        weight=n.astype(np.float64),
+        n_pos=n.copy(),
+    )
+
+
+def _weighted_segments(x: np.ndarray, y: np.ndarray, w: np.ndarray, starts: np.ndarray) -> Moments:
+    """:func:`segment_moments` with row weights: every sum weighted, two passes, scaled by powers of two."""
+    lengths = np.diff(np.append(starts, x.size))
+    segment = np.repeat(np.arange(starts.size), lengths)
+
+    def total(values: np.ndarray, ufunc: np.ufunc = np.add) -> np.ndarray:
+        return ufunc.reduceat(values, starts) if starts.size else np.zeros(0)
+
+    valid = np.isfinite(x) & np.isfinite(y) & np.isfinite(w) & (w >= 0)
+    positive = valid & (w > 0)
+    n = total(valid.astype(np.int64))
+    n_pos = total(positive.astype(np.int64))
+    x = np.where(positive, x, 0.0)
+    y = np.where(positive, y, 0.0)
+    w = np.where(positive, w, 0.0)
+    scale_x = _power_of_two_at_least(total(np.abs(x), np.maximum))
+    scale_y = _power_of_two_at_least(total(np.abs(y), np.maximum))
+    scale_w = _power_of_two_at_least(total(w, np.maximum))  # weights only matter relative to each other
+    xs, ys, ws = x / scale_x[segment], y / scale_y[segment], w / scale_w[segment]
+    weight_s = total(ws)
+    count = np.where(weight_s > 0, weight_s, 1.0)
+    mean_x = total(ws * xs) / count
+    mean_y = total(ws * ys) / count
+    mean_x += total(ws * (xs - mean_x[segment])) / count  # second pass: the mean keeps its digits far from zero
+    mean_y += total(ws * (ys - mean_y[segment])) / count
+    dx = np.where(positive, xs - mean_x[segment], 0.0)
+    dy = np.where(positive, ys - mean_y[segment], 0.0)
+    cxx = total(ws * dx * dx)
+    cxy = total(ws * dx * dy)
+    cyy = total(ws * dy * dy)
+    slope = np.divide(cxy, cxx, out=np.zeros_like(cxy), where=cxx > 0)
+    residual = dy - slope[segment] * dx
+    return Moments(
+        n=n,
+        n_dropped=lengths - n,
+        scale_x=scale_x,
+        scale_y=scale_y,
+        mean_x=mean_x,
+        mean_y=mean_y,
+        cxx=cxx * scale_w,
+        cxy=cxy * scale_w,
+        cyy=cyy * scale_w,
+        rss=total(ws * residual * residual) * scale_w,
+        min_x=total(np.where(positive, x, np.inf), np.minimum),
+        max_x=total(np.where(positive, x, -np.inf), np.maximum),
+        min_y=total(np.where(positive, y, np.inf), np.minimum),
+        max_y=total(np.where(positive, y, -np.inf), np.maximum),
+        weight=weight_s * scale_w,
+        n_pos=n_pos,
     )
 
 
@@ -254,8 +330,9 @@ def empty(size: int) -> Moments:
     zeros, ones, inf = np.zeros(size), np.ones(size), np.full(size, np.inf)
     counts = np.zeros(size, np.int64)
     return Moments(
-        counts, counts.copy(), ones, ones.copy(), zeros, *(zeros.copy() for _ in range(5)), inf, -inf, inf.copy(), -inf
-    )
+        counts, counts.copy(), ones, ones.copy(), zeros, *(zeros.copy() for _ in range(5)), inf, -inf, inf.copy(), -inf,
+        zeros.copy(), counts.copy(),
+    )  # fmt: skip
 
 
 def merge(a: Moments, b: Moments) -> Moments:
@@ -269,12 +346,13 @@ def merge(a: Moments, b: Moments) -> Moments:
     fxa, fxb = a.scale_x / scale_x, b.scale_x / scale_x  # exact powers of two ≤ 1
     fya, fyb = a.scale_y / scale_y, b.scale_y / scale_y
     n = a.n + b.n
-    count = np.maximum(n, 1)
+    total_weight = a.weight + b.weight
+    count = np.where(total_weight > 0, total_weight, 1.0)
     mxa, mxb = a.mean_x * fxa, b.mean_x * fxb
     mya, myb = a.mean_y * fya, b.mean_y * fyb
     delta_x, delta_y = mxb - mxa, myb - mya
-    share = b.n / count
-    weight = a.n * share  # n₁·n₂/n
+    share = b.weight / count
+    weight = a.weight * share  # W₁·W₂/W (n₁·n₂/n unweighted)
     cxx_a, cxx_b = a.cxx * fxa * fxa, b.cxx * fxb * fxb
     cxy_a, cxy_b = a.cxy * fxa * fya, b.cxy * fxb * fyb
     cxx = cxx_a + cxx_b + weight * delta_x * delta_x
@@ -306,6 +384,8 @@ def merge(a: Moments, b: Moments) -> Moments:
         max_x=np.maximum(a.max_x, b.max_x),
         min_y=np.minimum(a.min_y, b.min_y),
         max_y=np.maximum(a.max_y, b.max_y),
+        weight=total_weight,
+        n_pos=a.n_pos + b.n_pos,
     )
 
 
@@ -367,16 +447,19 @@ class MomentsBuilder:
         self._flush_rows = flush_rows
         self._x: list[np.ndarray] = []
         self._y: list[np.ndarray] = []
+        self._w: list[np.ndarray] = []  # row weights, when the chunks carry them
         self._owners: list[int] = []
         self._buffered = 0
         self._done: list[tuple[np.ndarray, Moments]] = []
 
-    def add(self, owner: int, x: np.ndarray, y: np.ndarray) -> None:
-        """Add a chunk of ``owner``'s rows (empty chunks are ignored)."""
+    def add(self, owner: int, x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Add a chunk of ``owner``'s rows (empty chunks are ignored); weights all or never."""
         if not len(x):
             return
         self._x.append(x)
         self._y.append(y)
+        if weights is not None:
+            self._w.append(weights)
         self._owners.append(owner)
         self._buffered += len(x)
         if self._buffered >= self._flush_rows:
@@ -387,6 +470,7 @@ class MomentsBuilder:
         keep = [i for i, o in enumerate(self._owners) if o != owner]
         self._x = [self._x[i] for i in keep]
         self._y = [self._y[i] for i in keep]
+        self._w = [self._w[i] for i in keep] if self._w else []
         self._owners = [self._owners[i] for i in keep]
         self._buffered = sum(len(x) for x in self._x)
         self._done = [(o[o != owner], m.take(o != owner)) for o, m in self._done]
@@ -395,9 +479,10 @@ class MomentsBuilder:
         if not self._x:
             return
         starts = np.cumsum([0] + [len(x) for x in self._x[:-1]])
-        moments = segment_moments(np.concatenate(self._x), np.concatenate(self._y), starts)
+        weights = np.concatenate(self._w) if self._w else None
+        moments = segment_moments(np.concatenate(self._x), np.concatenate(self._y), starts, weights)
         self._done.append((np.asarray(self._owners, np.int64), moments))
-        self._x, self._y, self._owners, self._buffered = [], [], [], 0
+        self._x, self._y, self._w, self._owners, self._buffered = [], [], [], [], 0
 
     def result(self, owners: int) -> Moments:
         """Return one entry per owner ``0 .. owners − 1`` (no rows: an empty entry)."""

@@ -66,11 +66,11 @@ def test_nist_norris_certified_values(fitter: LineFitter) -> None:
     assert result.r2 == pytest.approx(0.999993745883712, rel=1e-9)
 
 
-def test_hand_computed_line_and_step_count(fitter: LineFitter) -> None:
+def test_hand_computed_line_and_step_count() -> None:
     # y = 2x + 1 exactly: standardized slope a* = r = 1, c* = 0. From (0, 0) the error
     # shrinks by (1 - 2η) = 0.8 a step and ‖∇L‖ = 2·0.8^k, so it drops below 1e-12 at
     # k = ceil(log(5e-13) / log(0.8)) = 127 updates.
-    result = fitter.fit(np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, 5.0]))
+    result = LineFitter(FitConfig(tolerance=1e-12)).fit(np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, 5.0]))
     expected_steps = math.ceil(math.log(1e-12 / 2) / math.log(0.8))
     assert result.status == Status.OK
     assert abs(result.steps - expected_steps) <= 1
