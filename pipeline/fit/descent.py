@@ -122,9 +122,7 @@ def _descend(loss_fn, params, frame, settings, kind):  # noqa: ANN001, ANN202, P
         new_code = tf.where(
             diverged,
             DIVERGED,
-            tf.where(
-                converged, CONVERGED, tf.where(fixed, STALLED, tf.where(step >= limit, MAX_STEPS, RUNNING))
-            ),
+            tf.where(converged, CONVERGED, tf.where(fixed, STALLED, tf.where(step >= limit, MAX_STEPS, RUNNING))),
         )
         code = tf.where(tf.equal(code, RUNNING), new_code, code)
         move = tf.equal(code, RUNNING)
@@ -178,19 +176,19 @@ class Descent:
         settings = [scalar, scalar, steps, scalar]
 
         @tf.function(input_signature=[vector] * 5 + [vector] * 2 + frame + settings)
-        def squared_gram(floor, curvature, slope, mean_x, mean_y, w0, b0, *rest):  # noqa: ANN001, ANN202 (tensors)
+        def squared_gram(floor, curvature, slope, mean_x, mean_y, w0, b0, *rest):  # noqa: ANN001, ANN002, ANN202
             frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
             quadratic = losses.squared_gram(floor, curvature, slope, mean_x, mean_y)
             return _descend(quadratic, [w0, b0], frame, settings, "squared_gram")
 
         @tf.function(input_signature=[vector, vector, vector, index, vector] + [vector] * 2 + frame + settings)
-        def squared_rows(x, y, weight, segment, total, w0, b0, *rest):  # noqa: ANN001, ANN202
+        def squared_rows(x, y, weight, segment, total, w0, b0, *rest):  # noqa: ANN001, ANN002, ANN202
             frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
             loss = losses.squared_rows(x, y, weight, segment, total)
             return _descend(loss, [w0, b0], frame, settings, "squared_rows")
 
         @tf.function(input_signature=[vector, vector, vector, index, vector] + [vector] * 3 + frame + settings)
-        def huber_rows(x, y, weight, segment, total, a0, c0, s0, *rest):  # noqa: ANN001, ANN202
+        def huber_rows(x, y, weight, segment, total, a0, c0, s0, *rest):  # noqa: ANN001, ANN002, ANN202
             frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
             loss = losses.huber_rows(x, y, weight, segment, total, settings[3])
             return _descend(loss, [a0, c0, s0], frame, settings, "huber")

@@ -169,9 +169,7 @@ class LineFitter:
         columns = [np.concatenate([np.asarray(datasets[i][k], np.float64) for i in present]) for k in (0, 1)]
         lengths = np.array([len(datasets[i][0]) for i in present])
         offsets = np.cumsum(np.append(0, lengths[:-1]))
-        weights = (
-            np.concatenate([np.asarray(datasets[i][2], np.float64) for i in present]) if self.weighted else None
-        )
+        weights = np.concatenate([np.asarray(datasets[i][2], np.float64) for i in present]) if self.weighted else None
         moments = segment_moments(*columns, offsets, weights)
         screened, todo = self._screen(moments)
         for k, i in enumerate(present):
@@ -252,8 +250,17 @@ class LineFitter:
         stats = squared_statistics(m, s, w, b)
         return [
             self._result(
-                m, k, outcome, w[k], b[k], stats.final_loss[k], gradient[k],
-                r2=stats.r2[k], w_stderr=stats.w_stderr[k], b_stderr=stats.b_stderr[k], scale=stats.scale[k],
+                m,
+                k,
+                outcome,
+                w[k],
+                b[k],
+                stats.final_loss[k],
+                gradient[k],
+                r2=stats.r2[k],
+                w_stderr=stats.w_stderr[k],
+                b_stderr=stats.b_stderr[k],
+                scale=stats.scale[k],
             )  # fmt: skip
             for k in range(len(s))
         ]
@@ -294,16 +301,32 @@ class LineFitter:
             if exact[k]:
                 results.append(
                     FitResult(
-                        Status.OK, w=float(w[k]), b=float(b[k]), final_loss=0.0, r2=_value(stats.r2[k]),
-                        steps=0, converged=True, n_rows=int(m.n[k]), n_dropped=int(m.n_dropped[k]),
-                        scale=0.0, n_outliers=0,
+                        Status.OK,
+                        w=float(w[k]),
+                        b=float(b[k]),
+                        final_loss=0.0,
+                        r2=_value(stats.r2[k]),
+                        steps=0,
+                        converged=True,
+                        n_rows=int(m.n[k]),
+                        n_dropped=int(m.n_dropped[k]),
+                        scale=0.0,
+                        n_outliers=0,
                     )  # fmt: skip
                 )
                 continue
             results.append(
                 self._result(
-                    m, k, outcome, w[k], b[k], figures.loss[k] * data_scale[k], figures.gradient[k],
-                    r2=stats.r2[k], scale=sigma[k] * data_scale[k], n_outliers=int(figures.outliers[k]),
+                    m,
+                    k,
+                    outcome,
+                    w[k],
+                    b[k],
+                    figures.loss[k] * data_scale[k],
+                    figures.gradient[k],
+                    r2=stats.r2[k],
+                    scale=sigma[k] * data_scale[k],
+                    n_outliers=int(figures.outliers[k]),
                     collapsing=bool(collapsing[k]),
                 )  # fmt: skip
             )
@@ -339,7 +362,7 @@ class LineFitter:
         error = None
         if not converged:
             error = self._why_not(code, steps, gradient, float(outcome.gradient[k]), max(tolerance, floor), collapsing)
-        numbers = {key: _value(value) if isinstance(value, float | np.floating) else value for key, value in extra.items()}
+        numbers = {k: _value(v) if isinstance(v, float | np.floating) else v for k, v in extra.items()}
         return FitResult(
             Status.OK if converged else Status.NOT_CONVERGED,
             w=float(w),
