@@ -126,3 +126,50 @@ def test_reduce_runs_is_bit_identical_on_reruns() -> None:
     runs = np.array([0, 3, 10, 30])
     first, second = reduce_runs(parts, runs), reduce_runs(concat([parts]), runs)
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_weighted_moments_match_a_direct_computation_and_merge() -> None:
+    rng = np.random.default_rng(6)
+    x, y = _data(rng, 3000)
+    weights = rng.uniform(0, 5, 3000)
+    weights[::7] = 0.0
+    weights[5], weights[6], weights[8] = np.nan, -1.0, np.inf
+    starts = np.array([0, 1000, 2000])
+    parts = segment_moments(x, y, starts, weights)
+    merged = reduce_runs(parts, np.array([0]))
+    keep = np.isfinite(weights) & (weights >= 0)
+    c, xs, ys = weights[keep].astype(np.longdouble), x[keep].astype(np.longdouble), y[keep].astype(np.longdouble)
+    total = c.sum()
+    mx, my = (c * xs).sum() / total, (c * ys).sum() / total
+    cxx, cxy = (c * (xs - mx) ** 2).sum(), (c * (xs - mx) * (ys - my)).sum()
+    rss = (c * ((ys - my) - cxy / cxx * (xs - mx)) ** 2).sum()
+    got = _unscaled(merged)
+    assert (int(merged.n[0]), int(merged.n_dropped[0])) == (int(keep.sum()), 3)
+    assert int(merged.n_pos[0]) == int(np.sum(keep & (weights > 0)))
+    assert float(merged.weight[0]) == pytest.approx(float(total), rel=1e-13)
+    for key, want in (("mean_x", mx), ("mean_y", my), ("cxx", cxx), ("cxy", cxy), ("rss", rss)):
+        assert float(got[key]) == pytest.approx(float(want), rel=1e-11), key
+    assert merged.min_x[0] == np.min(x[keep & (weights > 0)])
+
+
+def test_unit_weights_give_the_unweighted_moments() -> None:
+    rng = np.random.default_rng(7)
+    x, y = _data(rng, 500)
+    plain = segment_moments(x, y, np.array([0, 100]))
+    weighted = segment_moments(x, y, np.array([0, 100]), np.ones(500))
+    for name in ("n", "n_pos", "weight"):
+        assert np.array_equal(getattr(plain, name), getattr(weighted, name)), name
+    for i in (0, 1):
+        _assert_close(_unscaled(weighted, i), _unscaled(plain, i), 1e-12)
+
+
+@pytest.mark.parametrize("tiny", [1e-300, 1e-170])
+def test_a_tiny_column_beside_an_ordinary_one_is_scaled(tiny: float) -> None:
+    """x holds 0 (an ordinary column) and y is tiny: y still gets its own power-of-two scale."""
+    x = np.arange(40.0)
+    y = tiny * (3 * x + 1 + np.sin(x))
+    m = segment_moments(x, y, np.array([0, 20]))
+    for i, (start, end) in enumerate(((0, 20), (20, 40))):
+        want = _reference(x[start:end], y[start:end] / tiny)
+        assert m.cyy[i] * (m.scale_y[i] / tiny) ** 2 == pytest.approx(float(want["cyy"]), rel=1e-12)
+        assert m.rss[i] * (m.scale_y[i] / tiny) ** 2 == pytest.approx(float(want["rss"]), rel=1e-9)
