@@ -165,7 +165,7 @@ def test_unit_weights_give_the_unweighted_moments() -> None:
 
 @pytest.mark.parametrize("tiny", [1e-300, 1e-170])
 def test_a_tiny_column_beside_an_ordinary_one_is_scaled(tiny: float) -> None:
-    """x holds 0 (an ordinary column) and y is tiny: y still gets its own power-of-two scale."""
+    """An ordinary x (holding 0) beside a tiny y: y still gets its own power-of-two scale."""
     x = np.arange(40.0)
     y = tiny * (3 * x + 1 + np.sin(x))
     m = segment_moments(x, y, np.array([0, 20]))
