@@ -28,8 +28,11 @@ class History(Protocol):
     def record(self, fingerprints: dict[str, str]) -> None:
         """Store this run's input fingerprints beside the partition being written."""
 
-    def reuse(self, items: list, fingerprints: dict[str, str]) -> Iterator[pa.Table]:
-        """Yield the previous rows of unchanged datasets; return the items that still need a fit."""
+    def reuse(self, items: list, fingerprints: dict[str, str]) -> Iterator[pa.Table | int]:
+        """Yield the previous rows of unchanged datasets; return the items that still need a fit.
+
+        A reuse that skips reading rows with null keys also yields their count (an ``int``).
+        """
 
 
 @dataclass(frozen=True)
@@ -89,12 +92,13 @@ class _ListBatchesFn(beam.DoFn):
         # gram moments of directory datasets are read part by part and merged later
         self._parts = config.group_by == GroupBy.DIRECTORY and config.fit.loss_form == "gram"
 
-    def process(self, pattern: str) -> Iterator[list | pa.Table | Expected]:
+    def process(self, pattern: str) -> Iterator[list | pa.Table | Expected | int]:
         """Yield lists of DatasetRefs (file/directory grouping) or of paths (column).
 
         First comes one :class:`Expected`: the ids found and the files skipped. With a
         history and ``--incremental``, the previous rows of unchanged datasets are
-        yielded as Arrow tables instead, and those datasets are not read at all.
+        yielded as Arrow tables instead, and those datasets are not read at all (with
+        the null-key count of a fully reused column grouping, an ``int``).
         """
         config = self._config
         layout = input_layout(config.input, config.output)
