@@ -92,7 +92,7 @@ class _ListBatchesFn(beam.DoFn):
         # gram moments of directory datasets are read part by part and merged later
         self._parts = config.group_by == GroupBy.DIRECTORY and config.fit.loss_form == "gram"
 
-    def process(self, pattern: str) -> Iterator[list | pa.Table | Expected | int]:
+    def process(self, _input: str) -> Iterator[list | pa.Table | Expected | int]:
         """Yield lists of DatasetRefs (file/directory grouping) or of paths (column).
 
         First comes one :class:`Expected`: the ids found and the files skipped. With a
@@ -165,11 +165,13 @@ class DiscoverDatasets(beam.PTransform):
         self._history = history
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        """Return batches of DatasetRefs (file/directory grouping) or of paths (column)."""
-        layout = input_layout(self._config.input, self._config.output)
+        """Return batches of DatasetRefs (file/directory grouping) or of paths (column).
+
+        Nothing is looked up here: the input is resolved and listed on a worker.
+        """
         return (
             pbegin
-            | "Pattern" >> beam.Create([layout.pattern])
+            | "Pattern" >> beam.Create([self._config.input])
             | "ListBatches" >> beam.ParDo(_ListBatchesFn(self._config, self._history))
             | "Spread" >> beam.Reshuffle()
         )

@@ -280,3 +280,15 @@ def test_ids_that_collide_become_one_failed_dataset_naming_both_files(tmp_path: 
         assert_that(
             found | beam.Filter(lambda e: isinstance(e, Expected)), equal_to([Expected(("a", "b"))]), label="Ids"
         )
+
+
+def test_remote_paths_are_compared_as_normalized_urls_without_a_lookup() -> None:
+    from pipeline.discover.files import normalize, within
+
+    assert normalize("gs://b/in/./out/") == normalize("gs://b/in//x/../out") == "gs://b/in/out"
+    assert within(normalize("gs://b/in/out/run_date=1/p.parquet"), normalize("gs://b/in/./out"))
+    assert not within("gs://b/in/outside/p.parquet", "gs://b/in/out")
+    layout = input_layout("gs://b/in", "gs://b/in/./out/")  # a folder: nothing to look up
+    assert (layout.root, layout.pattern) == ("gs://b/in", "gs://b/in/**")
+    assert not layout.accepts("gs://b/in/out/run_date=2026-01-01/part-0.parquet")
+    assert layout.accepts("gs://b/in/a/b.PARQUET") and not layout.accepts("gs://b/in/_tmp/b.parquet")
