@@ -168,9 +168,12 @@ def test_an_existing_path_with_brackets_is_taken_literally(tmp_path: Path) -> No
     assert layout.root == str(tmp_path / "data[1]")
     assert _rel(list_dataset_files(layout), tmp_path) == ["data[1]/a.parquet"]
     assert _rel(list_dataset_files(input_layout(str(tmp_path / "b[2].parquet"))), tmp_path) == ["b[2].parquet"]
-    # a pattern that names no existing path is still a glob
+    # a pattern that names no existing path is still a glob; [[] is a literal bracket in it
     assert _rel(list_dataset_files(input_layout(str(tmp_path / "data[0-9]/*.parquet"))), tmp_path) == [
         "data1/wrong.parquet"
+    ]
+    assert _rel(list_dataset_files(input_layout(str(tmp_path / "data[[]1]/*.parquet"))), tmp_path) == [
+        "data[1]/a.parquet"
     ]
 
 
