@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -126,6 +127,44 @@ def _dry_run_flag(argv: list[str]) -> list[str]:
     return out
 
 
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+
+
+def _negative_values(argv: list[str]) -> list[str]:
+    """Join ``--flag -1e-3`` into ``--flag=-1e-3`` (argparse reads "-1e-3" as an option, not a value)."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--") and "=" not in arg and i + 1 < len(argv) and _NEGATIVE_NUMBER.match(argv[i + 1]):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(arg)
+            i += 1
+    return out
+
+
+def _check_runner(options) -> None:  # noqa: ANN001 (Beam's PipelineOptions)
+    """A runner that does not exist, or Dataflow without the options it needs, is a usage error."""
+    from apache_beam.options.pipeline_options import StandardOptions
+    from apache_beam.options.pipeline_options_validator import PipelineOptionsValidator
+    from apache_beam.runners.runner import create_runner
+
+    from pipeline.config.errors import one_line
+
+    name = options.view_as(StandardOptions).runner
+    if not name:
+        return
+    try:
+        runner = create_runner(name)
+    except (ValueError, ImportError, AttributeError) as error:
+        raise UsageError(f"--runner {name}: {one_line(error, 400)}") from None
+    if type(runner).__name__ in ("DataflowRunner", "TestDataflowRunner"):  # the checks Dataflow makes at launch
+        errors = PipelineOptionsValidator(options, runner).validate()
+        if errors:
+            raise UsageError(f"--runner {name}: {one_line(' '.join(errors), 400)}")
+
+
 def _prepare(argv: list[str], verbose: bool):  # noqa: ANN202 (returns Beam options, JobConfig, dataset total)
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
@@ -135,13 +174,14 @@ def _prepare(argv: list[str], verbose: bool):  # noqa: ANN202 (returns Beam opti
     from pipeline.discover.layout import input_layout, list_dataset_files
     from pipeline.table.write import check_output_writable
 
-    argv = _dry_run_flag(argv)
+    argv = _negative_values(_dry_run_flag(argv))
     _check_flags(argv)
     options = PipelineOptions(_local_worker_defaults(argv, verbose))
     try:
         config = config_from_options(options)
     except ConfigError as error:
         raise UsageError(str(error)) from None
+    _check_runner(options)
     dry_run = options.view_as(TestOptions).dry_run
     if dry_run and (options.view_as(StandardOptions).runner or "") != "DataflowRunner":
         raise UsageError("--dry_run needs --runner DataflowRunner (other runners would really run the job)")
@@ -149,6 +189,8 @@ def _prepare(argv: list[str], verbose: bool):  # noqa: ANN202 (returns Beam opti
     if not (dry_run or _is_remote(config.input)):  # the workers list remote inputs, with their credentials
         try:
             files = list_dataset_files(input_layout(config.input, config.output))
+        except ConfigError as error:  # the input lies inside the output table
+            raise UsageError(str(error)) from None
         except Exception as error:  # noqa: BLE001 (any listing failure is a usage problem here)
             raise UsageError(f"cannot list input {config.input}: {one_line(error, 400)}") from None
         if not files:
@@ -159,6 +201,13 @@ def _prepare(argv: list[str], verbose: bool):  # noqa: ANN202 (returns Beam opti
             check_output_writable(config)
         except Exception as error:  # noqa: BLE001
             raise UsageError(f"cannot write output {config.output}: {one_line(error, 400)}") from None
+        if config.incremental or config.warm_start:  # a previous partition that is not tapefit's: say so now
+            from pipeline.table.history import ForeignPartitionError, load_previous
+
+            try:
+                load_previous(config)
+            except ForeignPartitionError as error:
+                raise UsageError(one_line(error, 600)) from None
     return options, config, total
 
 

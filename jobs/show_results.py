@@ -26,9 +26,20 @@ from pathlib import Path
 
 from pipeline.table.partitions import MissingError, find_partition, load_partition
 
-__all__ = ["ERROR_WIDTH", "MissingError", "find_partition", "load_partition", "load_truth", "main", "render"]
+__all__ = [
+    "ERROR_WIDTH",
+    "ID_WIDTH",
+    "MissingError",
+    "display_id",
+    "find_partition",
+    "load_partition",
+    "load_truth",
+    "main",
+    "render",
+]
 
 ERROR_WIDTH = 60
+ID_WIDTH = 60  # the most terminal columns a dataset id takes; the table keeps the whole id
 _LAYOUTS = {"file": "files", "directory": "parts", "column": "long"}
 
 
@@ -64,6 +75,24 @@ def _number(value: float | int | str | None) -> str:
     return f"{float(value):.6g}"
 
 
+def display_id(dataset: str) -> str:
+    """A dataset id as shown on one line: control characters escaped, at most ``ID_WIDTH`` columns.
+
+    For display only (a newline shows as a backslash and ``n``, a long id ends in ``…``); the table
+    keeps the exact id, and truth.csv is matched on it.
+    """
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in dataset)
+    if _width(text) <= ID_WIDTH:
+        return text
+    kept, used = [], 0
+    for char in text:
+        used += _width(char)
+        if used > ID_WIDTH - 1:
+            break
+        kept.append(char)
+    return "".join(kept) + "…"
+
+
 def _short(text: str | None) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= ERROR_WIDTH else text[: ERROR_WIDTH - 1] + "…"
@@ -78,7 +107,10 @@ def _columns(with_truth: bool) -> list[tuple[str, Callable[[dict, dict], str], b
     def known(name: str) -> Callable[[dict, dict], str]:
         return lambda _, truth: _number(truth.get(name))
 
-    columns = [("dataset", lambda row, _: row["dataset"], False), ("status", lambda row, _: row["status"], False)]
+    columns = [
+        ("dataset", lambda row, _: display_id(row["dataset"]), False),
+        ("status", lambda row, _: row["status"], False),
+    ]
     for param in ("w", "b"):
         columns.append((param, result(param), True))
         if with_truth:
@@ -112,9 +144,9 @@ def _truth_lines(rows: list[dict], truth: dict[str, dict[str, str]]) -> list[str
         ("not in truth.csv", ids - truth.keys()),
     ):
         if names:
-            lines.append(f"{label}: {', '.join(sorted(names))}")
+            lines.append(f"{label}: {', '.join(display_id(name) for name in sorted(names))}")
     wrong = [
-        f"{row['dataset']} ({row['status']}, expected {truth[row['dataset']]['expected_status']})"
+        f"{display_id(row['dataset'])} ({row['status']}, expected {truth[row['dataset']]['expected_status']})"
         for row in rows
         if row["dataset"] in truth and row["status"] != truth[row["dataset"]]["expected_status"]
     ]
@@ -137,6 +169,7 @@ def _truth_lines(rows: list[dict], truth: dict[str, dict[str, str]]) -> list[str
     else:
         (gap_w, name_w), count = worst["w"]
         (gap_b, name_b), _ = worst["b"]
+        name_w, name_b = display_id(name_w), display_id(name_b)
         lines.append(
             f"largest |w − lstsq_w|/(1+|lstsq_w|) over {count} ok datasets: {gap_w:.3g} ({name_w}); "
             f"same for b: {gap_b:.3g} ({name_b})"

@@ -40,7 +40,17 @@ def summary(manifest: dict, seconds: float, metrics: dict | None = None) -> str:
         + (f" · null key {rows['null_key']:,}" if rows.get("null_key") else ""),
         f"  written to {manifest['partition']} ({where})",
     ]
+    skipped = manifest.get("skipped") or []
+    if skipped:
+        named = ", ".join(f"{_printable(s['path'])} ({s['reason']})" for s in skipped[:3])
+        more = f", … ({len(skipped) - 3:,} more in the manifest)" if len(skipped) > 3 else ""
+        lines.insert(2, f"  skipped {len(skipped):,} input file(s) that cannot be read: {named}{more}")
     return "\n".join(lines + (format_metrics(metrics) if metrics else []))
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line: control characters (a newline in a file name) written as escapes."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def bigquery_manifest(config: JobConfig, metrics: dict) -> dict:

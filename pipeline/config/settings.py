@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass
 
 from pipeline.config.errors import ConfigError
 
-__all__ = ["DTYPES", "LOSSES", "LOSS_FORMS", "FitConfig", "GroupBy", "JobConfig", "new_run_id"]
+__all__ = ["DTYPES", "LOSSES", "LOSS_FORMS", "MAX_STEPS", "FitConfig", "GroupBy", "JobConfig", "new_run_id"]
 
 DTYPES = ("float64", "float32")
 LOSSES = ("squared", "huber")
+MAX_STEPS = 2**63 - 1  # the step counter is a 64-bit integer
 LOSS_FORMS = ("gram", "rows")
 
 
@@ -70,8 +71,8 @@ class FitConfig:
         """
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ConfigError(f"--learning_rate must be a positive number, got {self.learning_rate!r}")
-        if self.max_steps < 1:
-            raise ConfigError(f"--max_steps must be at least 1, got {self.max_steps!r}")
+        if not 1 <= self.max_steps <= MAX_STEPS:
+            raise ConfigError(f"--max_steps must be between 1 and {MAX_STEPS} (2**63 - 1), got {self.max_steps!r}")
         if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
             raise ConfigError(f"--tolerance must be a finite number >= 0, got {self.tolerance!r}")
         if self.dtype not in DTYPES:

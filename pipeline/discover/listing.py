@@ -8,19 +8,18 @@ their previous rows and are never read.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 import apache_beam as beam
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
 
 from pipeline.config.settings import GroupBy, JobConfig
 from pipeline.discover.fingerprints import WHOLE_INPUT, fingerprint, settings_key
-from pipeline.discover.layout import DatasetRef, directory_ref, file_ref, input_layout, parent
+from pipeline.discover.layout import DatasetRef, directory_ref, file_ref, input_layout, list_input, parent, unique_ids
 
-__all__ = ["BATCH_BYTES", "DiscoverDatasets", "Expected", "History"]
+__all__ = ["BATCH_BYTES", "DiscoverDatasets", "Expected", "History", "merge_expected"]
 
 
 class History(Protocol):
@@ -29,22 +28,40 @@ class History(Protocol):
     def record(self, fingerprints: dict[str, str]) -> None:
         """Store this run's input fingerprints beside the partition being written."""
 
-    def reuse(self, items: list, fingerprints: dict[str, str]) -> Iterator[pa.Table]:
-        """Yield the previous rows of unchanged datasets; return the items that still need a fit."""
+    def reuse(self, items: list, fingerprints: dict[str, str]) -> Iterator[pa.Table | int]:
+        """Yield the previous rows of unchanged datasets; return the items that still need a fit.
+
+        A reuse that skips reading rows with null keys also yields their count (an ``int``).
+        """
 
 
 @dataclass(frozen=True)
 class Expected:
-    """How many datasets discovery found (file and directory grouping).
+    """What discovery found: the dataset ids, and the files it skipped.
 
-    Every one must end as exactly one row; the commit checks this before making the
-    partition visible.
+    With file and directory grouping every id must end as exactly one row; the commit
+    compares the ids written with these before making the partition visible. With
+    column grouping the ids are known only once the rows are read (``datasets`` is
+    ``None``).
 
     Attributes:
-        datasets: The number of datasets found.
+        datasets: The dataset ids found, sorted, or ``None`` (column grouping).
+        skipped: ``(path, reason)`` of files that matched the input but cannot be read
+            as input (dangling links, link loops, folders that cannot be listed), sorted.
     """
 
-    datasets: int
+    datasets: tuple[str, ...] | None
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+def merge_expected(found: Iterable[Expected]) -> Expected:
+    """Combine what several listings found (for ``beam.CombineGlobally``; none: nothing known)."""
+    found = list(found)
+    ids = [e.datasets for e in found if e.datasets is not None]
+    return Expected(
+        tuple(sorted(d for datasets in ids for d in datasets)) if ids else None,
+        tuple(sorted(s for e in found for s in e.skipped)),
+    )
 
 
 # A read batch holds at most this many bytes of Parquet, so that files of any size
@@ -75,42 +92,46 @@ class _ListBatchesFn(beam.DoFn):
         # gram moments of directory datasets are read part by part and merged later
         self._parts = config.group_by == GroupBy.DIRECTORY and config.fit.loss_form == "gram"
 
-    def process(self, pattern: str) -> Iterator[list | pa.Table | Expected]:
+    def process(self, _input: str) -> Iterator[list | pa.Table | Expected | int]:
         """Yield lists of DatasetRefs (file/directory grouping) or of paths (column).
 
-        With a history and ``--incremental``, the previous rows of unchanged datasets
-        are yielded as Arrow tables instead, and those datasets are not read at all.
+        First comes one :class:`Expected`: the ids found and the files skipped. With a
+        history and ``--incremental``, the previous rows of unchanged datasets are
+        yielded as Arrow tables instead, and those datasets are not read at all (with
+        the null-key count of a fully reused column grouping, an ``int``).
         """
         config = self._config
         layout = input_layout(config.input, config.output)
-        found = sorted(
-            (meta.path, meta.size_in_bytes, meta.last_updated_in_seconds)
-            for meta in FileSystems.match([pattern])[0].metadata_list
-            if layout.accepts(meta.path)
-        )
+        listing = list_input(layout)
+        found = [(f.path, f.size, f.modified) for f in listing.files]
         size = {path: length for path, length, _ in found}
         stamp = {path: (path, length, modified) for path, length, modified in found}
         settings = settings_key(config)
         if config.group_by == GroupBy.FILE:
-            items = [file_ref(layout, path) for path, _, _ in found]
+            items = unique_ids(layout, [file_ref(layout, path) for path, _, _ in found])
         elif config.group_by == GroupBy.COLUMN:
             items = [path for path, _, _ in found]
         else:
             folders: dict[str, list[str]] = {}
             for path, _, _ in found:
                 folders.setdefault(parent(path), []).append(path)
-            items = [directory_ref(layout, folder, paths) for folder, paths in folders.items()]
+            items = unique_ids(layout, [directory_ref(layout, folder, paths) for folder, paths in folders.items()])
         if config.group_by == GroupBy.COLUMN:
             prints = {WHOLE_INPUT: fingerprint(settings, list(stamp.values()))}
+            yield Expected(None, listing.skipped)
         else:
             prints = {ref.dataset: fingerprint(settings, [stamp[p] for p in ref.paths]) for ref in items}
-            yield Expected(len(items))
+            yield Expected(tuple(sorted(prints)), listing.skipped)
         if self._history is not None:
             self._history.record(prints)
             if config.incremental:
                 items = yield from self._history.reuse(items, prints)
         if self._parts:  # one ref per part file, merged again by dataset after reading
-            items = [DatasetRef(ref.dataset, ref.source, (path,)) for ref in items for path in ref.paths]
+            items = [
+                DatasetRef(ref.dataset, ref.source, (path,)) if ref.error is None else ref
+                for ref in items
+                for path in (ref.paths if ref.error is None else ref.paths[:1])
+            ]
         weights = [size[item] if isinstance(item, str) else sum(size[p] for p in item.paths) for item in items]
         yield from _batches(items, weights, config.batch_size)
 
@@ -118,9 +139,10 @@ class _ListBatchesFn(beam.DoFn):
 class DiscoverDatasets(beam.PTransform):
     """Lists the input inside the pipeline and emits batches of what the readers need.
 
-    With ``--incremental``, unchanged datasets arrive instead as Arrow tables of
-    their reused rows (:mod:`pipeline.table.history`); for file and directory grouping one
-    :class:`Expected` element tells how many datasets there are in all. Otherwise, for ``file`` and
+    One :class:`Expected` element tells which datasets there are in all (file and
+    directory grouping) and which files were skipped. With ``--incremental``, unchanged
+    datasets arrive as Arrow tables of their reused rows (:mod:`pipeline.table.history`).
+    Otherwise, for ``file`` and
     ``directory`` grouping each element is a list of
     :class:`DatasetRef` (with ``parts``, one ref per part file of a directory); for
     ``column:`` grouping it is a list of file paths (the datasets only appear once
@@ -143,11 +165,13 @@ class DiscoverDatasets(beam.PTransform):
         self._history = history
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        """Return batches of DatasetRefs (file/directory grouping) or of paths (column)."""
-        layout = input_layout(self._config.input, self._config.output)
+        """Return batches of DatasetRefs (file/directory grouping) or of paths (column).
+
+        Nothing is looked up here: the input is resolved and listed on a worker.
+        """
         return (
             pbegin
-            | "Pattern" >> beam.Create([layout.pattern])
+            | "Pattern" >> beam.Create([self._config.input])
             | "ListBatches" >> beam.ParDo(_ListBatchesFn(self._config, self._history))
             | "Spread" >> beam.Reshuffle()
         )

@@ -19,10 +19,11 @@ from pipeline.fit.result import failed
 from pipeline.graph.fit_batches import now
 from pipeline.observe.counters import Counters
 from pipeline.read.parquet import DatasetError
-from pipeline.reduce.batches import Batch
+from pipeline.reduce.batches import Batch, Partials, shard_of
+from pipeline.reduce.moments import empty
 from pipeline.table.schema import results_table
 
-__all__ = ["DeadLetterToRowsFn", "error_message", "guarded", "singles"]
+__all__ = ["DeadLetterToRowsFn", "dead_parts", "error_message", "guarded", "singles"]
 
 
 def error_message(error_info: tuple) -> str:
@@ -66,6 +67,27 @@ class DeadLetterToRowsFn(beam.DoFn):
             table = results_table(datasets, sources, [failed(message)] * len(named), self._config.run_id, now())
             self._counters.count(table)
             yield table
+
+
+def dead_parts(dead_letter: tuple) -> Iterator[tuple[int, Partials]]:
+    """A part file that raised even alone fails its whole dataset: a failure for the merge, not a row.
+
+    Part files of one directory dataset are read separately and merged by
+    :class:`~pipeline.reduce.batches.MergePartialsFn`. A part that raised must reach
+    that merge as the reason its dataset fails, so that the dataset ends as exactly one
+    ``failed`` row naming the part, never as one ``failed`` row beside one ``ok`` row
+    fitted from the other parts.
+
+    Yields:
+        ``(shard, Partials)`` holding only the failure, keyed like the readable parts.
+    """
+    element, error_info = dead_letter
+    message = error_message(error_info)
+    for ref in element if isinstance(element, list) else [element]:
+        part = ref.paths[0]
+        named = part[len(ref.source) + 1 :] if part.startswith(ref.source + "/") else part
+        failure = (ref.dataset, ref.source, part, f"{named}: {message}")
+        yield shard_of(ref.dataset), Partials((), (), (), empty(0), (failure,))
 
 
 def guarded(

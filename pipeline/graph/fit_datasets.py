@@ -25,24 +25,35 @@ from apache_beam.utils.shared import Shared
 
 from pipeline.config.settings import GroupBy, JobConfig
 from pipeline.discover.listing import Expected
-from pipeline.graph.dead_letters import DeadLetterToRowsFn, guarded, singles
+from pipeline.graph.dead_letters import DeadLetterToRowsFn, dead_parts, guarded, singles
 from pipeline.graph.fit_batches import FitBatchFn
 from pipeline.observe.counters import NAMESPACE
 from pipeline.read.parquet import KeyedChunk
-from pipeline.reduce.batches import Batch, MergePartialsFn
+from pipeline.reduce.batches import Batch, MergePartialsFn, mixed_kinds_reason
 from pipeline.reduce.readers import ReadBatchFn, ReadKeyedPartsFn, ReadKeyedRowsFn, ReadPartsFn
 
 __all__ = ["FitDatasets"]
 
 
-def _assemble(source: str, key: str, chunks: Iterable[KeyedChunk]) -> tuple[str, str, tuple]:
-    """Concatenate a key's chunks in file order, so results never depend on shuffling."""
+def _assemble(source: str, key: str, chunks: Iterable[KeyedChunk]) -> tuple[str, str, tuple | str]:
+    """Concatenate a key's chunks in file order, so results never depend on shuffling.
+
+    A key id whose chunks hold keys of several kinds (the integer 1 here, the text "1"
+    there) stands for several datasets: it gets the reason it fails instead of rows.
+    """
     ordered = sorted(chunks, key=lambda chunk: chunk.path)
+    kinds: dict[str, str] = {}
+    for chunk in ordered:
+        kinds.setdefault(chunk.kind, chunk.path)
+    if len(kinds) > 1:
+        return key, source, mixed_kinds_reason(key, kinds)
     return key, source, (np.concatenate([c.x for c in ordered]), np.concatenate([c.y for c in ordered]))
 
 
-def _rows_batch(loaded: list[tuple[str, str, tuple]]) -> Batch:
-    return Batch(tuple(k for k, _, _ in loaded), tuple(s for _, s, _ in loaded), [xy for _, _, xy in loaded])
+def _rows_batch(loaded: list[tuple[str, str, tuple | str]]) -> Batch:
+    good = [item for item in loaded if not isinstance(item[2], str)]
+    failed = tuple(item for item in loaded if isinstance(item[2], str))
+    return Batch(tuple(k for k, _, _ in good), tuple(s for _, s, _ in good), [xy for _, _, xy in good], failed)
 
 
 def _split_counts(pcoll: beam.PCollection, label: str) -> tuple[beam.PCollection, beam.PCollection]:
@@ -57,12 +68,15 @@ def _count_null_keys(count: int) -> int:
 
 
 def _kind_of_found(element: object, _: int) -> int:
-    """0: work to read; 1: reused rows (Arrow tables); 2: the count of datasets found."""
-    return 1 if isinstance(element, pa.Table) else 2 if isinstance(element, Expected) else 0
+    """0: work to read; 1: reused rows (Arrow tables); 2: what was found; 3: reused null-key counts."""
+    if isinstance(element, pa.Table):
+        return 1
+    return 2 if isinstance(element, Expected) else 3 if isinstance(element, int) else 0
 
 
-def _datasets(expected: Expected) -> int:
-    return expected.datasets
+def _found(expected: Expected) -> Expected:
+    """What discovery found (the ids, the skipped files), passed on to the commit."""
+    return expected
 
 
 class FitDatasets(beam.PTransform):
@@ -71,7 +85,9 @@ class FitDatasets(beam.PTransform):
     Input: what :class:`pipeline.discover.listing.DiscoverDatasets` emits (batches). Output: a
     dict with ``tables`` (Arrow tables of output rows, :data:`pipeline.table.SCHEMA`),
     ``null_keys`` (counts of rows skipped for a null key; empty unless grouping by
-    column) and ``expected`` (how many datasets were found; empty for column grouping).
+    column; a fully reused run carries the previous run's count) and ``expected``
+    (:class:`~pipeline.discover.listing.Expected`: the ids found, none for column
+    grouping, and the files skipped).
 
     Args:
         config: The job's configuration.
@@ -87,14 +103,22 @@ class FitDatasets(beam.PTransform):
         gram = config.fit.loss_form == "gram"
         columns = (config.x_column, config.y_column)
         null_keys = None
-        found, reused, expected = found | "SplitReused" >> beam.Partition(_kind_of_found, 3)
+        found, reused, expected, carried = found | "SplitReused" >> beam.Partition(_kind_of_found, 4)
         if config.group_by == GroupBy.COLUMN and gram:
             read, read_dead = guarded(found, "ReadKeyed", ReadKeyedPartsFn(config), singles)
             partials, null_keys = _split_counts(read, "SplitNullKeys")
             batches = partials | "MergeParts" >> beam.CombinePerKey(MergePartialsFn()) | "Batches" >> beam.Values()
         elif config.group_by == GroupBy.DIRECTORY and gram:
-            partials, read_dead = guarded(found, "ReadParts", ReadPartsFn(*columns), singles)
-            batches = partials | "MergeParts" >> beam.CombinePerKey(MergePartialsFn()) | "Batches" >> beam.Values()
+            partials, dead_part = guarded(found, "ReadParts", ReadPartsFn(*columns), singles)
+            # a part that raised fails its whole dataset in the merge, once, naming the part
+            failed_parts = dead_part | "DeadParts" >> beam.FlatMap(dead_parts)
+            batches = (
+                (partials, failed_parts)
+                | "AllPartials" >> beam.Flatten()
+                | "MergeParts" >> beam.CombinePerKey(MergePartialsFn())
+                | "Batches" >> beam.Values()
+            )
+            read_dead = found.pipeline | "NoReadDeadLetters" >> beam.Create([])
         elif config.group_by == GroupBy.COLUMN:
             read, read_dead = guarded(
                 found | "Files" >> beam.FlatMap(lambda paths: paths),
@@ -123,4 +147,5 @@ class FitDatasets(beam.PTransform):
             null_keys = found.pipeline | "NoNullKeys" >> beam.Create([])
         else:
             null_keys = null_keys | "NullKeyCounts" >> beam.Map(_count_null_keys)
-        return {"tables": tables, "null_keys": null_keys, "expected": expected | "Expected" >> beam.Map(_datasets)}
+        null_keys = (null_keys, carried) | "AllNullKeys" >> beam.Flatten()
+        return {"tables": tables, "null_keys": null_keys, "expected": expected | "Expected" >> beam.Map(_found)}

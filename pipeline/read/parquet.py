@@ -2,8 +2,12 @@
 
 Every path is opened through Beam's ``FileSystems``, so the same code reads local
 files, ``gs://`` and ``s3://``. Only the needed columns are read. Integer and float
-columns of any width come back as float64 numpy arrays with nulls as NaN; anything
-else is a :class:`DatasetError` with a one-line message that ends up in the output row.
+columns of any width come back as float64 numpy arrays with nulls as NaN (integers
+beyond 2**53 rounded to the nearest float64, ties to even); anything else is a
+:class:`DatasetError` with a one-line message that ends up in the output row.
+
+Grouping keys (``--group_by column:NAME``) become dataset ids by :func:`key_ids`: one
+dataset per distinct typed value, with an id that reads back as that value.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ __all__ = [
     "KeyedChunk",
     "iter_tables",
     "iter_xy",
+    "key_ids",
     "open_parquet",
     "read_keyed",
     "read_table",
@@ -47,16 +52,19 @@ class KeyedChunk:
     """The rows of one key found in one file (``--group_by column:NAME``).
 
     Attributes:
-        key: The key's value as a string (the dataset id).
+        key: The key's value as text (the dataset id, see :func:`key_ids`).
         path: The file the rows came from; chunks are concatenated in path order.
         x: float64 x values, nulls as NaN.
         y: float64 y values, nulls as NaN.
+        kind: The key's kind (``text``, ``integer``, ``float``, ...): keys of different
+            kinds are different datasets even when their ids are the same text.
     """
 
     key: str
     path: str
     x: np.ndarray
     y: np.ndarray
+    kind: str = "text"
 
 
 @contextlib.contextmanager
@@ -67,7 +75,7 @@ def open_parquet(path: str, columns: list[str]) -> Iterator[pq.ParquetFile]:
     path goes through Beam's ``FileSystems``, so ``gs://`` and ``s3://`` work too.
 
     Raises:
-        DatasetError: if the file is empty, not Parquet, or lacks a column.
+        DatasetError: if the file is empty, not Parquet, lacks a column or holds one twice.
     """
     scheme = FileSystems.get_scheme(path)
     with contextlib.ExitStack() as stack:
@@ -84,6 +92,11 @@ def open_parquet(path: str, columns: list[str]) -> Iterator[pq.ParquetFile]:
         if missing:
             shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
             raise DatasetError(f"missing column {', '.join(map(repr, missing))} (columns: {shown or 'none'})")
+        for name in columns:
+            if names.count(name) > 1:
+                raise DatasetError(
+                    f"column {name!r} appears {names.count(name)} times in the file; a column must be unique"
+                )
         yield parquet
 
 
@@ -135,6 +148,10 @@ def iter_xy(path: str, x_column: str, y_column: str) -> Iterator[tuple[np.ndarra
 def to_float64(column: pa.ChunkedArray, name: str) -> np.ndarray:
     """Return a numeric column as float64 numpy, nulls as NaN.
 
+    Integers of any width are converted with float64 rounding: a value beyond 2**53
+    (epoch nanoseconds, 64-bit ids) becomes the nearest float64, ties to even, exactly
+    as Python's ``float(int)`` and numpy's ``astype(float)`` round it.
+
     Raises:
         DatasetError: if the column is not numeric (integer, float, decimal or all-null).
     """
@@ -143,7 +160,10 @@ def to_float64(column: pa.ChunkedArray, name: str) -> np.ndarray:
         pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind) or pa.types.is_null(kind)
     ):
         raise DatasetError(f"column {name!r} has type {kind}; expected integer or floating point")
-    return pc.cast(column, pa.float64()).to_numpy()
+    try:  # integer -> float64 is only "unsafe" in that it rounds: that rounding is the documented conversion
+        return pc.cast(column, pa.float64(), safe=not pa.types.is_integer(kind)).to_numpy()
+    except pa.ArrowException as error:
+        raise DatasetError(f"column {name!r} cannot be read as float64: {one_line(error)}") from error
 
 
 def read_xy(path: str, x_column: str, y_column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -156,25 +176,71 @@ def read_xy(path: str, x_column: str, y_column: str) -> tuple[np.ndarray, np.nda
     return to_float64(table.column(x_column), x_column), to_float64(table.column(y_column), y_column)
 
 
-def split_by_key(table: pa.Table, key_column: str) -> tuple[list[str], np.ndarray, np.ndarray, int]:
-    """Group a table's rows by key without a Python loop over rows.
+def _kind(kind: pa.DataType) -> str:
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return "text"
+    if pa.types.is_integer(kind):
+        return "integer"
+    if pa.types.is_floating(kind):
+        return "float"
+    return "boolean" if pa.types.is_boolean(kind) else str(kind)
 
-    The split is vectorized (dictionary-encode the key, one stable argsort); rows keep
-    their order within a key.
+
+def key_ids(column: pa.ChunkedArray, name: str) -> tuple[pa.Array, str]:
+    """The dataset id of every row's key, and the key's kind.
+
+    One dataset per distinct typed value, with an id that reads back as that value:
+
+    * text: the text itself;
+    * integers of any width: decimal digits (``42``, ``-7``);
+    * floats: the shortest text that reads back as the same value in the column's
+      own width, always with a ``.`` or an exponent (``1.0``, ``0.1``, ``1e+16``,
+      ``inf``); ``-0.0`` and ``0.0`` are one value, ``0.0``; NaN is no value, so a NaN
+      key is a null key (counted, not fitted);
+    * booleans ``true``/``false``; anything else (dates, decimals, ...) Arrow's text.
+
+    Keys of different kinds are different datasets even when their ids read the same
+    (the integer 1 and the text "1"): the kind travels with the rows, and a dataset id
+    shared by two kinds fails as one ``failed`` row.
 
     Returns:
-        ``(names, order, starts, null_rows)``: the distinct non-null keys, a row order
-        that puts each key's rows together (null keys dropped), where each key's rows
-        start in that order, and how many rows had a null key.
+        ``(ids, kind)``: a string array with one id per row (null for a null or NaN key).
 
     Raises:
         DatasetError: if the key cannot be read as text.
     """
+    if pa.types.is_dictionary(column.type):
+        column = pc.cast(column, column.type.value_type)
+    kind = column.type
     try:
-        keys = pc.cast(table.column(key_column), pa.string())
+        if not pa.types.is_floating(kind):
+            return pc.cast(column, pa.string()).combine_chunks(), _kind(kind)
+        encoded = pc.dictionary_encode(column).combine_chunks()
+        values = encoded.dictionary.to_numpy(zero_copy_only=False)
+        values = values + values.dtype.type(0)  # -0.0 + 0.0 is 0.0: one key
+        texts = [None if np.isnan(value) else str(value) for value in values]
+        return pa.array(texts, pa.string()).take(encoded.indices), "float"
     except pa.ArrowException as error:
-        raise DatasetError(f"key column {key_column!r} cannot be read as text: {one_line(error)}") from error
-    encoded = pc.dictionary_encode(keys).combine_chunks()
+        raise DatasetError(f"key column {name!r} cannot be read as text: {one_line(error)}") from error
+
+
+def split_by_key(table: pa.Table, key_column: str) -> tuple[list[str], np.ndarray, np.ndarray, int, str]:
+    """Group a table's rows by key without a Python loop over rows.
+
+    The split is vectorized (dictionary-encode the key ids, one stable argsort); rows
+    keep their order within a key. Ids are those of :func:`key_ids`.
+
+    Returns:
+        ``(names, order, starts, null_rows, kind)``: the distinct non-null key ids, a
+        row order that puts each key's rows together (null keys dropped), where each
+        key's rows start in that order, how many rows had a null (or NaN) key, and the
+        key's kind.
+
+    Raises:
+        DatasetError: if the key cannot be read as text.
+    """
+    keys, kind = key_ids(table.column(key_column), key_column)
+    encoded = pc.dictionary_encode(keys)
     codes = pc.fill_null(encoded.indices, -1).to_numpy()
     null_rows = int(np.count_nonzero(codes < 0))
     if len(encoded.dictionary) < np.iinfo(np.int16).max:  # numpy radix-sorts 16-bit keys: ~6x faster
@@ -184,7 +250,7 @@ def split_by_key(table: pa.Table, key_column: str) -> tuple[list[str], np.ndarra
     starts = np.flatnonzero(np.diff(sorted_codes, prepend=-2))
     dictionary = encoded.dictionary.to_pylist()
     names = [dictionary[code] for code in sorted_codes[starts].tolist()]
-    return names, order, starts, null_rows
+    return names, order, starts, null_rows, kind
 
 
 def read_keyed(path: str, key_column: str, x_column: str, y_column: str) -> tuple[list[KeyedChunk], int]:
@@ -200,10 +266,10 @@ def read_keyed(path: str, key_column: str, x_column: str, y_column: str) -> tupl
     table = read_table(path, [key_column, x_column, y_column])
     x = to_float64(table.column(x_column), x_column)
     y = to_float64(table.column(y_column), y_column)
-    names, order, starts, null_rows = split_by_key(table, key_column)
+    names, order, starts, null_rows, kind = split_by_key(table, key_column)
     ends = np.append(starts[1:], order.size)
     chunks = [
-        KeyedChunk(name, path, x[order[start:end]], y[order[start:end]])
+        KeyedChunk(name, path, x[order[start:end]], y[order[start:end]], kind)
         for name, start, end in zip(names, starts.tolist(), ends.tolist(), strict=True)
     ]
     return chunks, null_rows

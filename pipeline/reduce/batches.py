@@ -15,6 +15,7 @@ Few, large elements keep Beam's per-element cost off the per-dataset budget:
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import apache_beam as beam
@@ -24,7 +25,7 @@ import pyarrow.compute as pc
 
 from pipeline.reduce.moments import Moments, concat, empty, reduce_runs
 
-__all__ = ["SHARDS", "Batch", "MergePartialsFn", "Partials", "shard_of"]
+__all__ = ["SHARDS", "Batch", "MergePartialsFn", "Partials", "mixed_kinds_reason", "shard_of"]
 
 # Shards of the dataset-id space for merging partial moments: enough to keep every
 # worker busy, few enough that each merged shard is one large fit batch.
@@ -75,6 +76,9 @@ class Partials:
         moments: One entry per part.
         failed: ``(dataset, source, part, reason)`` of parts that could not be read:
             the whole dataset then fails with that reason.
+        kinds: The kind of each entry's key (column grouping, see
+            :func:`pipeline.read.parquet.key_ids`), or empty: one id with two kinds
+            is two different keys, and fails as one dataset.
     """
 
     datasets: tuple[str, ...]
@@ -82,6 +86,33 @@ class Partials:
     parts: tuple[str, ...]
     moments: Moments
     failed: tuple[tuple[str, str, str, str], ...] = field(default=())
+    kinds: tuple[str, ...] = field(default=())
+
+
+def _mixed_kinds(accumulator: list[Partials]) -> Iterator[tuple[str, str, str, str]]:
+    """``(dataset, source, part, reason)`` for every id whose parts have keys of several kinds."""
+    seen: dict[str, dict[str, str]] = {}  # id -> kind -> first part (in sorted order)
+    sources: dict[str, str] = {}
+    for partials in accumulator:
+        for dataset, source, part, kind in zip(
+            partials.datasets, partials.sources, partials.parts, partials.kinds, strict=True
+        ):
+            kinds = seen.setdefault(dataset, {})
+            if kind not in kinds or part < kinds[kind]:
+                kinds[kind] = part
+            sources.setdefault(dataset, source)
+    for dataset, kinds in seen.items():
+        if len(kinds) > 1:
+            yield dataset, sources[dataset], min(kinds.values()), mixed_kinds_reason(dataset, kinds)
+
+
+def mixed_kinds_reason(key: str, kinds: dict[str, str]) -> str:
+    """Why a key id that stands for values of several kinds fails (``kinds``: kind → a file holding it)."""
+    where = ", ".join(f"{kind} (in {part})" for kind, part in sorted(kinds.items()))
+    return (
+        f"the key {key} has {len(kinds)} kinds, which are different datasets with one id: {where}; "
+        "give the key column one type in every file"
+    )
 
 
 class MergePartialsFn(beam.CombineFn):
@@ -114,6 +145,9 @@ class MergePartialsFn(beam.CombineFn):
         failures: dict[str, tuple[str, str, str]] = {}
         for dataset, source, part, reason in sorted(f for p in accumulator for f in p.failed):
             failures.setdefault(dataset, (source, part, reason))
+        if len({kind for p in accumulator for kind in set(p.kinds)}) > 1:  # e.g. integer keys here, text there
+            for dataset, source, part, reason in _mixed_kinds([p for p in accumulator if p.kinds]):
+                failures.setdefault(dataset, (source, part, reason))
         keys = pa.table({"dataset": pa.array(datasets, pa.string()), "part": pa.array(parts, pa.string())})
         order = pc.sort_indices(keys, sort_keys=[("dataset", "ascending"), ("part", "ascending")]).to_numpy()
         if failures:  # a dataset with an unreadable part fails as a whole

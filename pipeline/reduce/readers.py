@@ -31,6 +31,9 @@ def _read_refs(
     builder = MomentsBuilder() if gram else None
     good, rows, bad = [], [], []
     for ref in refs:
+        if ref.error is not None:  # found, but not to be fitted (an id shared by several files)
+            bad.append((ref, ref.error))
+            continue
         chunks = []
         try:
             for path in ref.paths:
@@ -79,7 +82,7 @@ class ReadBatchFn(beam.DoFn):
 
 
 def _by_shard(partials: Partials) -> Iterator[tuple[int, Partials]]:
-    """Split partial moments by the shard of their dataset ids."""
+    """Split partial moments by the shard of their dataset ids (keeping the keys' kinds, if any)."""
     shards: dict[int, list[int]] = {}
     for i, dataset in enumerate(partials.datasets):
         shards.setdefault(shard_of(dataset), []).append(i)
@@ -96,6 +99,7 @@ def _by_shard(partials: Partials) -> Iterator[tuple[int, Partials]]:
                 tuple(partials.parts[i] for i in index.tolist()),
                 partials.moments.take(index),
                 tuple(failed_by_shard.get(shard, ())),
+                tuple(partials.kinds[i] for i in index.tolist()) if partials.kinds else (),
             ),
         )
 
@@ -144,15 +148,15 @@ class ReadKeyedPartsFn(beam.DoFn):
         config = self._config
         columns = [config.key_column, config.x_column, config.y_column]
         layout = input_layout(config.input, config.output)
-        keys, parts, pieces, bad, null_rows = [], [], [], [], 0
+        keys, kinds, parts, pieces, bad, null_rows = [], [], [], [], [], 0
         for path in paths:
-            file_keys, file_pieces = [], []
+            file_keys, file_pieces, file_nulls, kind = [], [], 0, "text"
             try:
                 for table in iter_tables(path, columns):
                     x = to_float64(table.column(config.x_column), config.x_column)
                     y = to_float64(table.column(config.y_column), config.y_column)
-                    names, order, starts, nulls = split_by_key(table, config.key_column)
-                    null_rows += nulls
+                    names, order, starts, nulls, kind = split_by_key(table, config.key_column)
+                    file_nulls += nulls
                     if names:
                         file_keys.extend(names)
                         file_pieces.append(segment_moments(x[order], y[order], starts))
@@ -160,6 +164,7 @@ class ReadKeyedPartsFn(beam.DoFn):
                 reason = f"file could not be read, its rows are in no dataset: {error}"
                 bad.append((layout.relative(path), path, path, reason))
                 continue
+            null_rows += file_nulls  # only the rows of files that could be read
             if len(file_pieces) > 1:  # the same key in several chunks of one file: merge them
                 names = np.array(file_keys, dtype=object)
                 order = np.argsort(names.astype(str), kind="stable")
@@ -168,11 +173,13 @@ class ReadKeyedPartsFn(beam.DoFn):
                 file_pieces = [reduce_runs(concat(file_pieces).take(order), starts)]
                 file_keys = sorted_names[starts].tolist()
             keys.extend(file_keys)
+            kinds.extend([kind] * len(file_keys))
             parts.extend([path] * len(file_keys))
             pieces.extend(file_pieces)
         if keys or bad:
             moments = concat(pieces) if pieces else segment_moments(np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
-            yield from _by_shard(Partials(tuple(keys), (config.input,) * len(keys), tuple(parts), moments, tuple(bad)))
+            sources = (config.input,) * len(keys)
+            yield from _by_shard(Partials(tuple(keys), sources, tuple(parts), moments, tuple(bad), tuple(kinds)))
         if null_rows:
             yield null_rows
 

@@ -14,6 +14,7 @@ Everything goes through Beam's ``FileSystems``, so tables on ``gs://`` work too.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -30,7 +31,14 @@ from pipeline.observe.counters import NAMESPACE
 from pipeline.table.paths import MANIFEST, staging_dir
 from pipeline.table.schema import SCHEMA
 
-__all__ = ["FINGERPRINTS", "PreviousRun", "TableHistory", "load_previous", "write_fingerprints"]
+__all__ = [
+    "FINGERPRINTS",
+    "ForeignPartitionError",
+    "PreviousRun",
+    "TableHistory",
+    "load_previous",
+    "write_fingerprints",
+]
 
 # Arrow IPC, not Parquet: globs like run_date=*/*.parquet must not pick it up as table data.
 FINGERPRINTS = "_fingerprints.arrow"
@@ -51,6 +59,36 @@ def write_fingerprints(folder: str, fingerprints: dict[str, str]) -> None:
         handle.close()
 
 
+class ForeignPartitionError(ValueError):
+    """A file of the previous partition that does not read as this table's rows; one line for the user."""
+
+
+def _as_rows(path: str, table: pa.Table) -> pa.Table:
+    """A previous partition's file as rows of :data:`SCHEMA` (columns it predates are null).
+
+    Raises:
+        ForeignPartitionError: naming the file and the first column that does not fit.
+    """
+    for field in SCHEMA:
+        found = table.schema.get_all_field_indices(field.name)
+        if not found:  # partitions written before a column existed
+            table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+            continue
+        problem = "appears more than once" if len(found) > 1 else None
+        if problem is None:
+            try:
+                table.column(field.name).cast(field.type)
+            except pa.ArrowException as error:
+                kind = table.schema.field(field.name).type
+                problem = f"has type {kind}, not {field.type} ({' '.join(str(error).split())[:120]})"
+        if problem:
+            raise ForeignPartitionError(
+                f"the previous partition's file {path} is not a tapefit table: column {field.name!r} {problem}; "
+                "move it out of the table or write to another --output"
+            )
+    return table.select(SCHEMA.names).cast(SCHEMA)
+
+
 @dataclass(frozen=True)
 class PreviousRun:
     """The previous partition: its date, rows and input fingerprints.
@@ -59,11 +97,13 @@ class PreviousRun:
         run_date: The partition's date.
         rows: Its output rows (:data:`pipeline.table.SCHEMA`).
         fingerprints: ``dataset → fingerprint`` (empty for runs that recorded none).
+        null_key_rows: Rows its run skipped for a null key (column grouping), from its manifest.
     """
 
     run_date: str
     rows: pa.Table
     fingerprints: dict[str, str]
+    null_key_rows: int = 0
 
     def reused_rows(self, datasets: list[str], run_id: str) -> pa.Table:
         """The previous rows of ``datasets``, relabelled as reused by run ``run_id``.
@@ -100,6 +140,10 @@ def load_previous(config: JobConfig) -> PreviousRun | None:
 
     Returns:
         The previous run, or ``None`` when the table has no such partition yet.
+
+    Raises:
+        ForeignPartitionError: if one of its files is not a tapefit table (naming the
+            file and the column).
     """
     dates = [d for d in _committed_dates(config.output) if d <= config.run_date]
     if not dates:
@@ -109,11 +153,13 @@ def load_previous(config: JobConfig) -> PreviousRun | None:
     tables = []
     for path in files:
         with FileSystems.open(path) as handle:
-            table = pq.read_table(io.BytesIO(handle.read()))
-        for field in SCHEMA:  # partitions written before a column existed
-            if field.name not in table.column_names:
-                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
-        tables.append(table.select(SCHEMA.names).cast(SCHEMA))
+            data = handle.read()
+        try:
+            table = pq.read_table(io.BytesIO(data))
+        except (pa.ArrowException, OSError) as error:
+            message = f"the previous partition's file {path} is not a readable Parquet file ({error})"
+            raise ForeignPartitionError(" ".join(message.split())) from None
+        tables.append(_as_rows(path, table))
     rows = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
     fingerprints: dict[str, str] = {}
     marks = FileSystems.join(folder, FINGERPRINTS)
@@ -121,7 +167,9 @@ def load_previous(config: JobConfig) -> PreviousRun | None:
         with FileSystems.open(marks) as handle:
             table = pa.ipc.open_file(io.BytesIO(handle.read())).read_all()
         fingerprints = dict(zip(*(table.column(c).to_pylist() for c in ("dataset", "fingerprint")), strict=True))
-    return PreviousRun(dates[-1], rows, fingerprints)
+    with FileSystems.open(FileSystems.join(folder, MANIFEST)) as handle:
+        null_key_rows = (json.loads(handle.read().decode("utf-8")).get("rows") or {}).get("null_key") or 0
+    return PreviousRun(dates[-1], rows, fingerprints, null_key_rows)
 
 
 class TableHistory:
@@ -142,12 +190,13 @@ class TableHistory:
         """Write this run's ``dataset → fingerprint`` beside its staged partition."""
         write_fingerprints(staging_dir(self._config), fingerprints)
 
-    def reuse(self, items: list, fingerprints: dict[str, str]) -> Iterator[pa.Table]:
+    def reuse(self, items: list, fingerprints: dict[str, str]) -> Iterator[pa.Table | int]:
         """Yield the reused rows; return the items that still need a fit.
 
         A dataset is reused when its fingerprint is unchanged and its previous row is
         not ``failed``; with column grouping every key draws on every file, so reuse is
-        all or nothing.
+        all or nothing, and a full reuse also yields (as an ``int``) the previous run's
+        count of null-key rows, which the same files still hold.
         """
         previous = load_previous(self._config)
         if previous is None or not previous.fingerprints:
@@ -157,6 +206,8 @@ class TableHistory:
             if previous.fingerprints.get(WHOLE_INPUT) != fingerprints[WHOLE_INPUT]:
                 return items
             reused, items = list(statuses), []
+            if previous.null_key_rows:
+                yield previous.null_key_rows
         else:
             unchanged = {
                 ref.dataset

@@ -18,11 +18,14 @@ from importlib import metadata
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import __version__
 from pipeline.config.settings import JobConfig
+from pipeline.discover.listing import Expected, merge_expected
 from pipeline.fit.result import Status
+from pipeline.read.parquet import read_table
 from pipeline.table.history import FINGERPRINTS
 from pipeline.table.paths import MANIFEST, partition_dir, staging_dir, staging_root
 from pipeline.table.schema import SCHEMA
@@ -197,13 +200,48 @@ def _swap_by_files(staged: str, final: str, names: list[str]) -> None:
         FileSystems.delete(stale)
 
 
+def _check_ids(expected: Expected, files: list[str]) -> None:
+    """Refuse a partition whose rows are not exactly one per dataset found.
+
+    The dataset ids are read back from the staged files. With file and directory
+    grouping they must be exactly the ids discovery found, each once; with column
+    grouping (ids known only after reading) each id must appear once.
+
+    Raises:
+        RuntimeError: naming the ids missing, duplicated or not found by discovery.
+    """
+    written = pa.concat_arrays(
+        [chunk for path in files for chunk in read_table(path, ["dataset"]).column("dataset").chunks]
+        or [pa.array([], pa.string())]
+    )
+    counts = pc.value_counts(written)
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist()
+    problems = [("duplicated", sorted(repeated))]
+    if expected.datasets is not None:
+        found = pa.array(expected.datasets, pa.string())
+        values = counts.field("values")
+        problems.append(("missing", sorted(found.filter(pc.invert(pc.is_in(found, values))).to_pylist())))
+        problems.append(
+            ("not found by discovery", sorted(values.filter(pc.invert(pc.is_in(values, found))).to_pylist()))
+        )
+    shown = [
+        f"{label} {', '.join(map(repr, ids[:5]))}{', ...' if len(ids) > 5 else ''}" for label, ids in problems if ids
+    ]
+    if shown:
+        found_text = "" if expected.datasets is None else f" for the {len(expected.datasets)} datasets found"
+        raise RuntimeError(
+            f"{len(written)} rows{found_text}, {'; '.join(shown)}: a row was lost or duplicated, so nothing "
+            "was committed and the previous partition is kept (rerun the date)"
+        )
+
+
 def commit_partition(
     config: JobConfig,
     files: list[str],
     summary: dict,
     null_key_rows: int,
     finished_at: dt.datetime,
-    expected: int = 0,
+    expected: Expected | None = None,
 ) -> dict:
     """Write the manifest and make the staged partition the visible one.
 
@@ -213,8 +251,10 @@ def commit_partition(
         summary: The :class:`SummarizeRows` tally of all output rows.
         null_key_rows: Rows skipped because their grouping key was null.
         finished_at: When the write finished (UTC).
-        expected: How many datasets discovery found (0: unknown, as for column
-            grouping); the rows must number exactly that.
+        expected: What discovery found (``None``: not checked): every dataset id found
+            must be written exactly once, and no other (with column grouping, whose
+            ids are known only after reading, each id once); its skipped files are
+            recorded in the manifest.
 
     Returns:
         The manifest that was written.
@@ -227,16 +267,13 @@ def commit_partition(
     staged = staging_dir(config)
     if not files or not summary["datasets"]:
         raise RuntimeError("no datasets were fitted; the previous partition is kept")
-    if expected and summary["datasets"] != expected:
-        raise RuntimeError(
-            f"{summary['datasets']} rows for the {expected} datasets found: a row was lost or duplicated, "
-            "so nothing was committed and the previous partition is kept (rerun the date)"
-        )
     if not FileSystems.exists(files[0]):  # a retried commit after a successful one
         committed = read_manifest(config) if FileSystems.exists(FileSystems.join(final, MANIFEST)) else {}
         if committed.get("run_id") == config.run_id:
             return committed
         raise RuntimeError(f"the staged files of run {config.run_id} are gone; nothing was committed")
+    if expected is not None:
+        _check_ids(expected, files)
     names = sorted(FileSystems.split(path)[1] for path in files)
     manifest = {
         "run_id": config.run_id,
@@ -251,6 +288,7 @@ def commit_partition(
             "dropped": summary["rows_dropped"],
             "null_key": null_key_rows,
         },
+        "skipped": [{"path": path, "reason": reason} for path, reason in (expected.skipped if expected else ())],
         "files": names,
         "started_at": config.started_at.isoformat(),
         "finished_at": finished_at.isoformat(),
@@ -287,7 +325,7 @@ class _CommitFn(beam.DoFn):
     def __init__(self, config: JobConfig) -> None:
         self._config = config
 
-    def process(self, files: list[str], summary: dict, null_key_rows: int, expected: int) -> Iterator[dict]:
+    def process(self, files: list[str], summary: dict, null_key_rows: int, expected: Expected) -> Iterator[dict]:
         now = dt.datetime.now(dt.timezone.utc)
         yield commit_partition(self._config, files, summary, null_key_rows, now, expected)
 
@@ -296,9 +334,10 @@ class WriteTable(beam.PTransform):
     """Writes the rows as this run's partition and commits it; outputs the manifest.
 
     Input: a dict with ``tables`` (Arrow tables of output rows), ``null_keys``
-    (null-key row counts) and ``expected`` (datasets found), as
-    :class:`pipeline.graph.fit_datasets.FitDatasets` returns it. The commit refuses a partition
-    whose row count differs from the datasets found.
+    (null-key row counts) and ``expected`` (:class:`~pipeline.discover.listing.Expected`:
+    the ids found, the files skipped), as :class:`pipeline.graph.fit_datasets.FitDatasets`
+    returns it. The commit refuses a partition whose dataset ids are not exactly the
+    ids found, each once.
 
     Args:
         config: The job's configuration.
@@ -319,7 +358,7 @@ class WriteTable(beam.PTransform):
         )
         summary = tables | "Summarize" >> beam.CombineGlobally(SummarizeRows())
         null_keys = results["null_keys"] | "SumNullKeys" >> beam.CombineGlobally(sum)
-        expected = results["expected"] | "SumExpected" >> beam.CombineGlobally(sum)
+        expected = results["expected"] | "SumExpected" >> beam.CombineGlobally(merge_expected)
         return (
             files
             | "AllFiles" >> beam.combiners.ToList()

@@ -54,3 +54,27 @@ def test_bigquery_summary_from_metrics() -> None:
     assert "tapefit: 4 datasets in 1.0 s — ok 3 · not_converged 0 · diverged 0 · failed 1" in text
     assert f"written to bigquery:p-roject:ds.fits$20260102 (run {config.run_id})" in text
     assert "steps per fit: min 127" in text
+
+
+def test_skipped_files_and_null_keys_are_named() -> None:
+    manifest = {
+        "run_id": "r",
+        "partition": "out/run_date=2026-01-02",
+        "files": ["part-0.parquet"],
+        "counts": {"datasets": 2, **_counts(2, 0)},
+        "rows": {"used": 20, "dropped": 0, "null_key": 10},
+        "skipped": [
+            {"path": "in/gone.parquet", "reason": "dangling symbolic link"},
+            {"path": "in/new\nline.parquet", "reason": "dangling symbolic link"},
+            {"path": "in/real/loop", "reason": "symbolic link loop (it leads back to a folder above it)"},
+            {"path": "in/z.parquet", "reason": "cannot be read: Permission denied"},
+        ],
+    }
+    lines = summary(manifest, 1.0).splitlines()
+    assert lines[1] == "  rows used 20 · dropped (null/NaN/inf) 0 · null key 10"
+    assert lines[2] == (
+        "  skipped 4 input file(s) that cannot be read: in/gone.parquet (dangling symbolic link), "
+        "in/new\\nline.parquet (dangling symbolic link), in/real/loop (symbolic link loop (it leads back to a "
+        "folder above it)), … (1 more in the manifest)"
+    )
+    assert len(lines) == 4

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import pipeline.read.parquet
@@ -94,3 +95,59 @@ def test_long_table_keys_are_streamed_split_and_merged_across_files(
     for key, result in zip(batch.datasets, LineFitter(FitConfig()).fit_moments(batch.data), strict=True):
         rows = keys == key
         assert (result.w, result.b) == pytest.approx(lstsq(x[rows], y[rows]), rel=1e-9, abs=1e-12)
+
+
+def _merge(shards: list) -> object:
+    fn = MergePartialsFn()
+    accumulator = fn.create_accumulator()
+    for _, partials in shards:
+        accumulator = fn.add_input(accumulator, partials)
+    return fn.extract_output(accumulator)
+
+
+def test_a_part_with_duplicate_columns_fails_its_directory_once_naming_the_part(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    good = write_parquet(tmp_path / "store=a/part-0.parquet", x=rng.normal(size=20), y=rng.normal(size=20))
+    bad = tmp_path / "store=a/part-1.parquet"
+    pq.write_table(pa.table([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], names=["x", "y", "x"]), bad)
+    big = write_parquet(
+        tmp_path / "store=b/part-0.parquet",
+        x=pa.array([2**60 + i * 2**40 for i in range(10)], pa.int64()),
+        y=pa.array([2**62 - i * 2**41 for i in range(10)], pa.int64()),
+    )
+    refs = [
+        DatasetRef("store=a", str(tmp_path / "store=a"), (str(good),)),
+        DatasetRef("store=a", str(tmp_path / "store=a"), (str(bad),)),
+        DatasetRef("store=b", str(tmp_path / "store=b"), (str(big),)),
+    ]
+    batch = _merge(list(ReadPartsFn("x", "y").process(refs)))
+    assert batch.datasets == ("store=b",) and batch.data.n.tolist() == [10]
+    assert batch.failed == (
+        ("store=a", str(tmp_path / "store=a"), "part-1.parquet: column 'x' appears 2 times in the file; "
+         "a column must be unique"),
+    )  # fmt: skip
+
+
+def test_keys_of_different_kinds_with_one_id_fail_as_one_dataset(tmp_path: Path) -> None:
+    files = {
+        "part-0.parquet": pa.array([1, 2] * 5, pa.int64()),
+        "part-1.parquet": pa.array(["1", "3"] * 5),
+        "part-2.parquet": pa.array([1.0, 2.0] * 5, pa.float32()),
+    }
+    rng = np.random.default_rng(5)
+    for name, keys in files.items():
+        write_parquet(tmp_path / name, k=keys, x=rng.normal(size=10), y=rng.normal(size=10))
+    config = JobConfig(
+        input=str(tmp_path), output=str(tmp_path / "out"), run_date="2026-01-01", group_by="column",
+        key_column="k", x_column="x", y_column="y", fit=FitConfig(), run_id="r", started_at=NOW,
+    )  # fmt: skip
+    paths = [str(tmp_path / name) for name in files]
+    shards = [item for path in paths for item in ReadKeyedPartsFn(config).process([path])]
+    batch = _merge(shards)
+    assert batch.datasets == ("1.0", "2", "2.0", "3") and batch.data.n.tolist() == [5, 5, 5, 5]
+    ((dataset, source, reason),) = batch.failed
+    assert (dataset, source) == ("1", str(tmp_path))
+    assert reason == (
+        f"the key 1 has 2 kinds, which are different datasets with one id: integer (in {paths[0]}), "
+        f"text (in {paths[1]}); give the key column one type in every file"
+    )

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from pipeline.read.parquet import DatasetError, read_keyed, read_xy
+from pipeline.read.parquet import DatasetError, iter_xy, read_keyed, read_xy
 from tests.conftest import write_parquet
 
 
@@ -74,3 +75,62 @@ def test_non_string_keys_become_their_text(tmp_path: Path) -> None:
     path = write_parquet(tmp_path / "k.parquet", store=pa.array([3, 3, 12], pa.int32()), x=[1, 2, 3], y=[1, 2, 3])
     chunks, null_rows = read_keyed(str(path), "store", "x", "y")
     assert sorted(chunk.key for chunk in chunks) == ["12", "3"] and null_rows == 0
+
+
+def test_integers_beyond_2_to_the_53_are_rounded_to_the_nearest_float64(tmp_path: Path) -> None:
+    nanoseconds = [1_767_225_600_123_456_789, 2**53 + 1, 2**53 + 3, 2**63 - 1, -(2**63)]
+    ids = [2**64 - 1, 2**53 + 1, 0, 18_446_744_073_709_551_557, 7]
+    path = write_parquet(tmp_path / "a.parquet", x=pa.array(nanoseconds, pa.int64()), y=pa.array(ids, pa.uint64()))
+    x, y = read_xy(str(path), "x", "y")
+    # Python's int -> float is IEEE round-to-nearest, ties to even: the documented rounding
+    assert x.tolist() == [float(v) for v in nanoseconds] and y.tolist() == [float(v) for v in ids]
+    assert x[1] == 2.0**53 and x[2] == 2.0**53 + 4  # the ties go to the even neighbour
+    assert [len(c[0]) for c in iter_xy(str(path), "x", "y")] == [5]  # the streamed read too
+
+
+def test_duplicate_column_names_are_named_plainly(tmp_path: Path) -> None:
+    path = tmp_path / "dup.parquet"
+    pq.write_table(pa.table([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], names=["x", "y", "x"]), path)
+    for read in (lambda: read_xy(str(path), "x", "y"), lambda: list(iter_xy(str(path), "x", "y"))):
+        with pytest.raises(DatasetError, match=r"^column 'x' appears 2 times in the file; a column must be unique$"):
+            read()
+    keyed = tmp_path / "dup_key.parquet"
+    pq.write_table(pa.table([["a", "b"], [1.0, 2.0], [3.0, 4.0], ["c", "d"]], names=["k", "x", "y", "k"]), keyed)
+    with pytest.raises(DatasetError, match="column 'k' appears 2 times"):
+        read_keyed(str(keyed), "k", "x", "y")
+    unused = tmp_path / "unused.parquet"
+    pq.write_table(pa.table([[1.0, 2.0], [3.0, 4.0], [0, 0], [0, 0]], names=["x", "y", "z", "z"]), unused)
+    assert read_xy(str(unused), "x", "y")[1].tolist() == [3.0, 4.0]  # a duplicate nobody reads is harmless
+
+
+def _keys(path: Path) -> tuple[dict[str, tuple[str, list[float]]], int]:
+    chunks, null_rows = read_keyed(str(path), "k", "x", "y")
+    return {chunk.key: (chunk.kind, chunk.x.tolist()) for chunk in chunks}, null_rows
+
+
+def test_key_ids_are_typed_and_round_trip(tmp_path: Path) -> None:
+    def write(name: str, keys: pa.Array) -> Path:
+        n = len(keys)
+        return write_parquet(tmp_path / name, k=keys, x=np.arange(n, dtype=float), y=np.ones(n))
+
+    ints = write("i.parquet", pa.array([1, 1, 2**60 + 1, None], pa.int64()))
+    assert _keys(ints) == ({"1": ("integer", [0.0, 1.0]), "1152921504606846977": ("integer", [2.0])}, 1)
+    floats = write("f.parquet", pa.array([1.0, -0.0, 0.0, float("nan"), 2.5, None, 1e16, 0.1], pa.float64()))
+    found, nulls = _keys(floats)
+    # -0.0 == 0.0 is one value; NaN is no value: it is a null key, counted and not fitted
+    assert found == {
+        "0.0": ("float", [1.0, 2.0]),
+        "0.1": ("float", [7.0]),
+        "1.0": ("float", [0.0]),
+        "1e+16": ("float", [6.0]),
+        "2.5": ("float", [4.0]),
+    }
+    assert nulls == 2
+    assert sorted(float(key) for key in found) == [0.0, 0.1, 1.0, 2.5, 1e16]  # each id reads back as its value
+    single = write("f32.parquet", pa.array([0.1, 3.0], pa.float32()))
+    assert _keys(single) == ({"0.1": ("float", [0.0]), "3.0": ("float", [1.0])}, 0)
+    assert np.float32("0.1") == pa.array([0.1], pa.float32()).to_numpy()[0]
+    text = write("s.parquet", pa.array(["1", "1.0", "nan"]))
+    assert _keys(text) == ({"1": ("text", [0.0]), "1.0": ("text", [1.0]), "nan": ("text", [2.0])}, 0)
+    categories = write("d.parquet", pa.array(["b", "a", "b"]).dictionary_encode())
+    assert _keys(categories) == ({"a": ("text", [1.0]), "b": ("text", [0.0, 2.0])}, 0)

@@ -150,3 +150,75 @@ def test_dead_letters_become_one_line_messages() -> None:
     trace = ["Traceback (most recent call last):\n", "pipeline.reading.DatasetError: missing column 'y'\n"]
     assert _error_message((DatasetError, "DatasetError(...)", trace)) == "missing column 'y'"
     assert len(_error_message((OSError, "OSError()", ["OSError: " + "x" * 5000]))) == 300
+
+
+@FORMS
+def test_typed_keys_are_one_dataset_each_and_an_id_shared_by_two_kinds_fails_once(tmp_path: Path, form: str) -> None:
+    root = tmp_path / "in"
+    rng = np.random.default_rng(7)
+    keys = {
+        "part-0.parquet": pa.array([1, 2, None] * 10, pa.int64()),
+        "part-1.parquet": pa.array([1.0, -0.0, 0.0, float("nan"), 2.5] * 6, pa.float64()),
+        "part-2.parquet": pa.array(["1", "x", "x"] * 10),
+    }
+    data = {}
+    for name, column in keys.items():
+        x = rng.normal(size=30)
+        y = 2 * x + rng.normal(0, 0.1, 30)
+        write_parquet(root / name, k=column, x=x, y=y)
+        data[name] = (column.to_pylist(), x, y)
+
+    def fit(name: str, *values: object) -> tuple:
+        column, x, y = data[name]
+        rows = np.array([v in values and v == v for v in column])
+        w, b = lstsq(x[rows], y[rows])
+        return round(w, 9), round(b, 9), int(rows.sum())
+
+    expected = [("1", "failed", None, None, 0, 0)]  # the integer 1 and the text "1": two datasets, one id
+    for dataset, (name, values) in {
+        "2": ("part-0.parquet", (2,)), "1.0": ("part-1.parquet", (1.0,)), "0.0": ("part-1.parquet", (0.0,)),
+        "2.5": ("part-1.parquet", (2.5,)), "x": ("part-2.parquet", ("x",)),
+    }.items():  # fmt: skip
+        w, b, n = fit(name, *values)
+        expected.append((dataset, "ok", w, b, n, 0))
+    config = _config(root, "column", "k", form)
+    with TestPipeline() as p:
+        results = p | DiscoverDatasets(config) | FitDatasets(config)
+        rows = _rows(results)
+        assert_that(rows | beam.Map(_rounded), equal_to(expected), label="Rows")
+        assert_that(  # 10 null integers, 6 NaN floats
+            results["null_keys"] | beam.CombineGlobally(sum), equal_to([16]), label="NullKeys"
+        )
+        assert_that(
+            rows | beam.Filter(lambda r: r["status"] == "failed") | beam.Map(lambda r: r["error"]),
+            equal_to(
+                [
+                    f"the key 1 has 2 kinds, which are different datasets with one id: integer (in "
+                    f"{root}/part-0.parquet), text (in {root}/part-2.parquet); give the key column one type in "
+                    "every file"
+                ]
+            ),
+            label="Why",
+        )
+
+
+def test_a_dead_lettered_part_fails_its_whole_dataset_once(tmp_path: Path) -> None:
+    from pipeline.discover.layout import DatasetRef
+    from pipeline.graph.dead_letters import dead_parts
+    from pipeline.reduce.batches import MergePartialsFn
+    from pipeline.reduce.readers import ReadPartsFn
+
+    rng = np.random.default_rng(8)
+    folder = tmp_path / "store=a"
+    good = write_parquet(folder / "part-0.parquet", x=rng.normal(size=10), y=rng.normal(size=10))
+    refs = [DatasetRef("store=a", str(folder), (str(good),)), DatasetRef("store=a", str(folder), (f"{folder}/p1",))]
+    # what Beam's with_exception_handling() hands on for the second part, which raised even alone
+    trace = ["Traceback (most recent call last):\n", "MemoryError: out of memory\n"]
+    dead_letter = ([refs[1]], (MemoryError, "MemoryError('out of memory')", trace))
+    fn = MergePartialsFn()
+    accumulator = fn.create_accumulator()
+    for _, partials in [*ReadPartsFn("x", "y").process(refs[:1]), *dead_parts(dead_letter)]:
+        accumulator = fn.add_input(accumulator, partials)
+    batch = fn.extract_output(accumulator)
+    assert batch.datasets == ()
+    assert batch.failed == (("store=a", str(folder), "p1: MemoryError: out of memory"),)

@@ -14,6 +14,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 
 from pipeline.config.settings import FitConfig, JobConfig
 from pipeline.discover.layout import DatasetRef
+from pipeline.discover.listing import Expected
 from pipeline.fit import FitResult, Status
 from pipeline.table.paths import partition_dir, staging_dir
 from pipeline.table.schema import SCHEMA, result_row
@@ -41,6 +42,7 @@ ROWS = [
     _row("d", "diverged"),
     _row("e", "not_converged"),
 ]
+IDS = ("a", "b", "c", "d", "e")
 EXPECTED = {
     "datasets": 5, "reused": 0, "rows_used": 35, "rows_dropped": 5, "ok": 2, "not_converged": 1, "diverged": 1,
     "failed": 1,
@@ -74,11 +76,11 @@ def test_summary_merged_and_merged_then_compacted() -> None:
     assert fn.extract_output(fn.merge_accumulators([compacted, *parts[2:]])) == EXPECTED
 
 
-def _stage(config: JobConfig, name: str) -> str:
+def _stage(config: JobConfig, name: str, rows: list[dict] | None = None) -> str:
     folder = Path(staging_dir(config))
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    pq.write_table(SCHEMA.empty_table(), path)
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA) if rows else SCHEMA.empty_table(), path)
     return str(path)
 
 
@@ -117,10 +119,30 @@ def test_commit_refuses_an_empty_result_and_keeps_the_previous_partition(tmp_pat
 def test_commit_refuses_rows_that_do_not_match_the_datasets_found(tmp_path: Path) -> None:
     table = tmp_path / "table"
     first = _config(table, "run-1")
-    commit_partition(first, [_stage(first, "one.parquet")], EXPECTED, 0, NOW, expected=5)
+    commit_partition(first, [_stage(first, "one.parquet", ROWS)], EXPECTED, 0, NOW, expected=Expected(IDS))
     second = _config(table, "run-2")
-    with pytest.raises(RuntimeError, match="5 rows for the 6 datasets found"):
-        commit_partition(second, [_stage(second, "two.parquet")], EXPECTED, 0, NOW, expected=6)
+    with pytest.raises(RuntimeError, match="5 rows for the 6 datasets found, missing 'f': a row was lost"):
+        commit_partition(second, [_stage(second, "two.parquet", ROWS)], EXPECTED, 0, NOW, Expected((*IDS, "f")))
+    final = Path(partition_dir(first))
+    assert sorted(p.name for p in final.iterdir()) == ["_manifest.json", "one.parquet"]  # untouched
+
+
+def test_commit_compares_the_set_of_ids_not_their_count(tmp_path: Path) -> None:
+    table = tmp_path / "table"
+    first = _config(table, "run-1")
+    commit_partition(first, [_stage(first, "one.parquet", ROWS)], EXPECTED, 0, NOW, expected=Expected(IDS))
+    second = _config(table, "run-2")
+    one_twice_one_lost = [ROWS[0], ROWS[0], *ROWS[2:]]  # 5 rows for 5 datasets, but "b" is lost
+    staged = [_stage(second, "two.parquet", one_twice_one_lost[:3]), _stage(second, "three.parquet", ROWS[3:])]
+    with pytest.raises(RuntimeError, match=r"5 rows for the 5 datasets found, duplicated 'a'; missing 'b': "):
+        commit_partition(second, staged, EXPECTED, 0, NOW, expected=Expected(IDS))
+    # column grouping: the ids are known only after reading, but each must be written once
+    with pytest.raises(RuntimeError, match=r"^5 rows, duplicated 'a': a row was lost or duplicated"):
+        commit_partition(second, staged, EXPECTED, 0, NOW, expected=Expected(None))
+    stray = [*ROWS, _row("zz", "ok")]
+    third = _config(table, "run-3")
+    with pytest.raises(RuntimeError, match="6 rows for the 5 datasets found, not found by discovery 'zz'"):
+        commit_partition(third, [_stage(third, "x.parquet", stray)], EXPECTED, 0, NOW, expected=Expected(IDS))
     final = Path(partition_dir(first))
     assert sorted(p.name for p in final.iterdir()) == ["_manifest.json", "one.parquet"]  # untouched
 
@@ -143,7 +165,8 @@ def test_write_table_pipeline_produces_partition_with_all_rows(tmp_path: Path) -
                 [pa.Table.from_pylist(ROWS[:2], schema=SCHEMA), pa.Table.from_pylist(ROWS[2:], schema=SCHEMA)]
             ),
             "null_keys": p | "Nulls" >> beam.Create([2, 3]),
-            "expected": p | "Expected" >> beam.Create([5]),
+            "expected": p
+            | "Expected" >> beam.Create([Expected(IDS, (("in/gone.parquet", "dangling symbolic link"),))]),
         }
         _ = results | WriteTable(config)
     final = Path(partition_dir(config))
@@ -151,4 +174,5 @@ def test_write_table_pipeline_produces_partition_with_all_rows(tmp_path: Path) -
     assert sorted(table.column("dataset").to_pylist()) == ["a", "b", "c", "d", "e"]
     manifest = json.loads((final / "_manifest.json").read_text())
     assert manifest["rows"]["null_key"] == 5 and manifest["counts"]["datasets"] == 5
+    assert manifest["skipped"] == [{"path": "in/gone.parquet", "reason": "dangling symbolic link"}]
     assert not list(tmp_path.glob("table/_staging")) and not list(final.glob("beam-temp*"))
