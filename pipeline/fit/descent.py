@@ -23,7 +23,13 @@ the zero line is 1; see docs/fit.md):
 * ``MAX_STEPS``: ``max_steps`` updates without any of the above.
 
 Every compiled function has an ``input_signature`` with unknown lengths, so each is
-traced once per process however many batches of whatever sizes it fits.
+traced once per process however many batches of whatever sizes it fits. The row form
+is compiled with XLA (``jit_compile=True``), which fuses a step into a few passes over
+the rows; its rows travel as a matrix of fixed-width blocks (:data:`BLOCK` rows, each
+dataset's last block padded with zero weights), so every reduction is dense, a
+dataset's sums never depend on its batch-mates, and XLA sees only a few shapes: the
+block and dataset counts are rounded up to one of four sizes per octave (padding
+datasets have no rows and stop at once).
 """
 
 from __future__ import annotations
@@ -49,7 +55,9 @@ from pipeline.fit import losses  # noqa: E402 (after TensorFlow, imported above 
 from pipeline.fit.codes import CONVERGED, DIVERGED, MAX_STEPS, RUNNING, STALLED  # noqa: E402
 from pipeline.fit.frame import Frame  # noqa: E402
 
-__all__ = ["Descent", "DescentOutcome"]
+__all__ = ["BLOCK", "Descent", "DescentOutcome"]
+
+BLOCK = 128  # rows per block of the row form: as fast as wider ones, little padding for small datasets
 
 # Gradient descent with a step that converges never raises the loss above its start (for
 # the squared loss every eigen-component shrinks; for Huber the preconditioned step stays
@@ -77,6 +85,14 @@ class DescentOutcome(NamedTuple):
     loss: np.ndarray
     gradient: np.ndarray
     floor: np.ndarray
+
+
+def _padded(count: int) -> int:
+    """``count`` rounded up to one of four sizes per octave (at least 8): few shapes for XLA."""
+    if count <= 8:
+        return 8
+    step = 1 << max(count.bit_length() - 3, 0)
+    return -(-count // step) * step
 
 
 def _descend(loss_fn, params, frame, settings, kind):  # noqa: ANN001, ANN202, PLR0915 (graph code)
@@ -181,13 +197,16 @@ class Descent:
             quadratic = losses.squared_gram(floor, curvature, slope, mean_x, mean_y)
             return _descend(quadratic, [w0, b0], frame, settings, "squared_gram")
 
-        @tf.function(input_signature=[vector, vector, vector, index, vector] + [vector] * 2 + frame + settings)
+        matrix = tf.TensorSpec([None, None], real)
+        rows = [matrix, matrix, matrix, index, vector]
+
+        @tf.function(input_signature=rows + [vector] * 2 + frame + settings, jit_compile=True)
         def squared_rows(x, y, weight, segment, total, w0, b0, *rest):  # noqa: ANN001, ANN002, ANN202
             frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
             loss = losses.squared_rows(x, y, weight, segment, total)
             return _descend(loss, [w0, b0], frame, settings, "squared_rows")
 
-        @tf.function(input_signature=[vector, vector, vector, index, vector] + [vector] * 3 + frame + settings)
+        @tf.function(input_signature=rows + [vector] * 3 + frame + settings, jit_compile=True)
         def huber_rows(x, y, weight, segment, total, a0, c0, s0, *rest):  # noqa: ANN001, ANN002, ANN202
             frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
             loss = losses.huber_rows(x, y, weight, segment, total, settings[3])
@@ -203,16 +222,18 @@ class Descent:
     def _cast(self, values: object) -> np.ndarray:
         return np.asarray(values, self._dtype)
 
-    def _run(self, kind: str, data: tuple, starts: tuple, frame: Frame) -> DescentOutcome:
+    def _run(self, kind: str, data: tuple, starts: tuple, frame: Frame, size: int | None = None) -> DescentOutcome:
+        """Run one compiled loop; keep the first ``size`` datasets (the rest pad the batch)."""
         result = self._functions[kind](*data, *map(self._cast, starts), *map(self._cast, frame), *self._settings)
+        keep = slice(0, size)
         steps, params, code, loss, norm, floor = result
         return DescentOutcome(
-            tuple(p.numpy().astype(np.float64) for p in params),
-            steps.numpy(),
-            code.numpy(),
-            loss.numpy().astype(np.float64),
-            norm.numpy().astype(np.float64),
-            floor.numpy().astype(np.float64),
+            tuple(p.numpy()[keep].astype(np.float64) for p in params),
+            steps.numpy()[keep],
+            code.numpy()[keep],
+            loss.numpy()[keep].astype(np.float64),
+            norm.numpy()[keep].astype(np.float64),
+            floor.numpy()[keep].astype(np.float64),
         )
 
     def squared_gram(self, quadratic: tuple, starts: tuple, frame: Frame) -> DescentOutcome:
@@ -233,11 +254,34 @@ class Descent:
         return self._run("squared_gram", tuple(map(self._cast, quadratic)), starts, frame)
 
     def _rows_data(self, x: np.ndarray, y: np.ndarray, weight: np.ndarray, starts: np.ndarray) -> tuple:
+        """The rows as (x, y, weight) block matrices, each block's dataset, and each dataset's total weight."""
         starts = np.asarray(starts, np.int64)
         lengths = np.diff(np.append(starts, len(x)))
-        segment = np.repeat(np.arange(starts.size, dtype=np.int32), lengths)
-        total = np.add.reduceat(weight, starts) if starts.size else np.zeros(0)
-        return self._cast(x), self._cast(y), self._cast(weight), segment, self._cast(total)
+        blocks = -(-lengths // BLOCK)
+        first = np.cumsum(np.append(0, blocks[:-1]))
+        datasets = _padded(starts.size + 1)  # at least one padding dataset, owner of the padding blocks
+        count = _padded(int(blocks.sum()))
+        owner = np.full(count, starts.size, np.int32)
+        owner[: blocks.sum()] = np.repeat(np.arange(starts.size, dtype=np.int32), blocks)
+        position = np.repeat(first * BLOCK - starts, lengths) + np.arange(len(x))
+        matrices = []
+        for values in (x, y, weight):
+            flat = np.zeros(count * BLOCK, self._dtype)
+            flat[position] = values
+            matrices.append(flat.reshape(count, BLOCK))
+        total = np.ones(datasets)
+        total[: starts.size] = np.add.reduceat(weight, starts) if starts.size else 0.0
+        return (*matrices, owner, self._cast(total))
+
+    @staticmethod
+    def _pad_datasets(size: int, begin: tuple, frame: Frame) -> tuple[tuple, Frame]:
+        """Starts and frame extended with padding datasets (identity frame, σ = 1)."""
+        extra = _padded(size + 1) - size
+        filler = Frame.standardized(extra, intercept=False)
+        frame = Frame(*(np.concatenate([np.asarray(f, np.float64), g]) for f, g in zip(frame, filler, strict=True)))
+        fills = (0.0, 0.0, 1.0)[: len(begin)]
+        grown = tuple(np.concatenate([np.asarray(v, np.float64), np.full(extra, f)]) for v, f in zip(begin, fills, strict=True))
+        return grown, frame
 
     def squared_rows(
         self, x: np.ndarray, y: np.ndarray, weight: np.ndarray, starts: np.ndarray, begin: tuple, frame: Frame
@@ -255,7 +299,9 @@ class Descent:
         Returns:
             One outcome entry per dataset.
         """
-        return self._run("squared_rows", self._rows_data(x, y, weight, starts), begin, frame)
+        size = len(starts)
+        padded = self._pad_datasets(size, begin, frame)
+        return self._run("squared_rows", self._rows_data(x, y, weight, starts), *padded, size)
 
     def huber(
         self, x: np.ndarray, y: np.ndarray, weight: np.ndarray, starts: np.ndarray, begin: tuple, frame: Frame
@@ -273,4 +319,6 @@ class Descent:
         Returns:
             One outcome entry per dataset.
         """
-        return self._run("huber", self._rows_data(x, y, weight, starts), begin, frame)
+        size = len(starts)
+        padded = self._pad_datasets(size, begin, frame)
+        return self._run("huber", self._rows_data(x, y, weight, starts), *padded, size)

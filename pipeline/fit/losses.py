@@ -37,27 +37,40 @@ def squared_gram(floor, curvature, slope, mean_x, mean_y):  # noqa: ANN001, ANN2
     return loss
 
 
-def squared_rows(x, y, weight, segment, total):  # noqa: ANN001, ANN201
-    """Lᵢ(θ₁, θ₂) = Σ cⱼ·(θ₁·xⱼ + θ₂ − yⱼ)² / Σ cⱼ over dataset i's rows (``segment`` == i)."""
+def _per_block(values, owner):  # noqa: ANN001, ANN202
+    """A dataset's parameter on every row of its blocks: shape [blocks, 1], broadcast along the rows."""
+    return tf.gather(values, owner)[:, None]
+
+
+def squared_rows(x, y, weight, owner, total):  # noqa: ANN001, ANN201
+    """Lᵢ(θ₁, θ₂) = Σ cⱼ·(θ₁·xⱼ + θ₂ − yⱼ)² / Σ cⱼ over dataset i's rows.
+
+    Rows come in blocks: ``x``, ``y``, ``weight`` are [blocks, BLOCK] matrices and
+    ``owner`` gives each block's dataset (padding rows have weight 0).
+    """
     size = tf.size(total)
 
     def loss(w, b):  # noqa: ANN001, ANN202
-        residual = tf.gather(w, segment) * x + tf.gather(b, segment) - y
-        return tf.math.unsorted_segment_sum(weight * tf.square(residual), segment, size) / total
+        residual = _per_block(w, owner) * x + _per_block(b, owner) - y
+        blocks = tf.reduce_sum(weight * tf.square(residual), axis=1)
+        return tf.math.unsorted_segment_sum(blocks, owner, size) / total
 
     return loss
 
 
-def huber_rows(x, y, weight, segment, total, epsilon):  # noqa: ANN001, ANN201
-    """Lᵢ(a, c, σ) = Σ cⱼ·(σ + σ·H_ε(rⱼ/σ)) / Σ cⱼ, rⱼ = yⱼ − a·xⱼ − c, over dataset i's rows."""
+def huber_rows(x, y, weight, owner, total, epsilon):  # noqa: ANN001, ANN201
+    """Lᵢ(a, c, σ) = Σ cⱼ·(σ + σ·H_ε(rⱼ/σ)) / Σ cⱼ, rⱼ = yⱼ − a·xⱼ − c, rows in blocks as above.
+
+    H_ε(z) = k·(2|z| − k) with k = min(|z|, ε): z² inside the band, 2ε|z| − ε² outside.
+    """
     size = tf.size(total)
 
     def loss(a, c, scale):  # noqa: ANN001, ANN202
-        sigma = tf.gather(scale, segment)
-        z = (y - tf.gather(a, segment) * x - tf.gather(c, segment)) / sigma
-        magnitude = tf.abs(z)
-        huber = tf.where(magnitude < epsilon, tf.square(z), 2.0 * epsilon * magnitude - epsilon * epsilon)
-        return tf.math.unsorted_segment_sum(weight * sigma * (1.0 + huber), segment, size) / total
+        sigma = _per_block(scale, owner)
+        magnitude = tf.abs(y - _per_block(a, owner) * x - _per_block(c, owner)) / sigma
+        inside = tf.minimum(magnitude, epsilon)
+        blocks = tf.reduce_sum(weight * (1.0 + inside * (2.0 * magnitude - inside)), axis=1)
+        return tf.math.unsorted_segment_sum(blocks * tf.squeeze(sigma, 1), owner, size) / total
 
     return loss
 
