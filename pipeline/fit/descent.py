@@ -280,7 +280,10 @@ class Descent:
         filler = Frame.standardized(extra, intercept=False)
         frame = Frame(*(np.concatenate([np.asarray(f, np.float64), g]) for f, g in zip(frame, filler, strict=True)))
         fills = (0.0, 0.0, 1.0)[: len(begin)]
-        grown = tuple(np.concatenate([np.asarray(v, np.float64), np.full(extra, f)]) for v, f in zip(begin, fills, strict=True))
+        grown = tuple(
+            np.concatenate([np.asarray(v, np.float64), np.full(extra, fill)])
+            for v, fill in zip(begin, fills, strict=True)
+        )
         return grown, frame
 
     def squared_rows(
