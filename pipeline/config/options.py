@@ -74,8 +74,9 @@ class TapefitOptions(PipelineOptions):
             "--tolerance",
             type=float,
             metavar="TOL",
-            default=1e-12,
-            help="Stop when the gradient's 2-norm is at most this (default: 1e-12).",
+            default=0.0,
+            help="Converged once the gradient's 2-norm (standardized coordinates) is at most this; "
+            "0 (default): to the rounding floor of --dtype, i.e. machine precision.",
         )
         group.add_argument(
             "--standardize",
@@ -98,11 +99,55 @@ class TapefitOptions(PipelineOptions):
             help="Precision of the descent loop: float64 (default) or float32.",
         )
         group.add_argument(
+            "--loss",
+            default="squared",
+            metavar="{squared,huber}",
+            help="The objective: 'squared' (default, least squares) or 'huber' (Huber's robust loss with a "
+            "jointly estimated scale σ, as scikit-learn's HuberRegressor and Spark ML; outliers count linearly).",
+        )
+        group.add_argument(
+            "--huber_epsilon",
+            type=float,
+            default=1.35,
+            metavar="EPS",
+            help="Huber's ε (> 1): residuals beyond ε·σ count linearly (default: 1.35, 95%% efficiency).",
+        )
+        group.add_argument(
+            "--weight_column",
+            default=None,
+            metavar="NAME",
+            help="Column of row weights (both losses): null, NaN, infinite or negative weights drop the row; "
+            "zero weights carry no information. Default: every row weighs 1.",
+        )
+        group.add_argument(
+            "--intercept",
+            dest="intercept",
+            action="store_true",
+            default=True,
+            help="Fit y = w·x + b (default).",
+        )
+        group.add_argument(
+            "--no_intercept",
+            dest="intercept",
+            action="store_false",
+            default=True,
+            help="Fit y = w·x through the origin: b is reported as exactly 0 and r² is uncentred.",
+        )
+        group.add_argument(
             "--loss_form",
-            default="gram",
+            default=None,
             metavar="{gram,rows}",
-            help="How the loss is evaluated: 'gram' (default) from each dataset's moments, O(1) a step, "
-            "datasets larger than memory streamed; 'rows' row by row, the whole dataset in memory.",
+            help="How the loss is evaluated: 'gram' (the default for squared) from each dataset's moments, "
+            "O(1) a step, datasets larger than memory streamed; 'rows' (the only form of huber) row by row, "
+            "the whole dataset in memory.",
+        )
+        group.add_argument(
+            "--max_rows_in_memory",
+            type=int,
+            default=0,
+            metavar="N",
+            help="Row form: a dataset with more rows than this is failed, never an out-of-memory crash "
+            "(default 0: sized for the worker, a quarter of its memory).",
         )
         group.add_argument(
             "--batch_size",
@@ -140,6 +185,16 @@ class TapefitOptions(PipelineOptions):
             help="On local runs, print progress at most this often once a run is longer "
             "than that (default: 10; 0 turns it off).",
         )
+
+
+def _weight_column(name: str | None, x_column: str, y_column: str, key_column: str | None) -> str | None:
+    if name is None:
+        return None
+    if not name.strip():
+        raise ConfigError("--weight_column must name a column (leave it out for unweighted fits)")
+    if name in (x_column, y_column, key_column):
+        raise ConfigError(f"--weight_column {name!r} must differ from the x, y and grouping columns")
+    return name
 
 
 def _parse_group_by(value: str) -> tuple[str, str | None]:
@@ -211,16 +266,23 @@ def config_from_options(options: PipelineOptions, now: dt.datetime | None = None
         raise ConfigError(f"--max_failed_fraction must be between 0 and 1, got {opts.max_failed_fraction!r}")
     if not (math.isfinite(opts.progress_interval) and opts.progress_interval >= 0):
         raise ConfigError(f"--progress_interval must be a number of seconds >= 0, got {opts.progress_interval!r}")
+    weights = _weight_column(opts.weight_column, opts.x_column, opts.y_column, key_column)
     fit = FitConfig(
         learning_rate=opts.learning_rate,
         max_steps=opts.max_steps,
         tolerance=opts.tolerance,
         standardize=opts.standardize,
         dtype=opts.dtype,
+        loss=opts.loss,
+        huber_epsilon=opts.huber_epsilon,
+        intercept=opts.intercept,
+        weights=weights,
         loss_form=opts.loss_form,
     )
     if opts.batch_size < 1:
         raise ConfigError(f"--batch_size must be at least 1, got {opts.batch_size!r}")
+    if opts.max_rows_in_memory < 0:
+        raise ConfigError(f"--max_rows_in_memory must be >= 0 (0: sized for the worker), got {opts.max_rows_in_memory}")
     return JobConfig(
         input=input_pattern,
         output=opts.output.rstrip("/") or opts.output,
@@ -238,4 +300,5 @@ def config_from_options(options: PipelineOptions, now: dt.datetime | None = None
         input_template=opts.input if input_pattern != opts.input else None,
         max_failed_fraction=opts.max_failed_fraction,
         progress_interval=opts.progress_interval,
+        max_rows_in_memory=opts.max_rows_in_memory,
     )

@@ -112,6 +112,7 @@ class JobConfig:
         input_template: ``--input`` as given when it held ``{run_date}`` placeholders, else ``None``.
         max_failed_fraction: Exit 3 when more than this fraction of datasets fails or diverges.
         progress_interval: Seconds between progress lines on local runs; 0 for none.
+        max_rows_in_memory: Row form: most rows a dataset may have (0: sized for the worker).
     """
 
     input: str
@@ -130,6 +131,17 @@ class JobConfig:
     input_template: str | None = None
     max_failed_fraction: float = 1.0
     progress_interval: float = 10.0
+    max_rows_in_memory: int = 0
+
+    @property
+    def weight_column(self) -> str | None:
+        """The row-weight column, or ``None``."""
+        return self.fit.weights
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The numeric columns read from every file: x, y and, when weighted, the weights."""
+        return (self.x_column, self.y_column) + ((self.fit.weights,) if self.fit.weights else ())
 
     def describe(self) -> dict:
         """Return the options as plain JSON-friendly values, for the manifest."""

@@ -40,13 +40,19 @@ class _LazyFitter:
         self._lock = threading.Lock()
 
     def get(self):  # noqa: ANN202 (a pipeline.fit.LineFitter; not imported here to keep TensorFlow lazy)
-        """The fitter, built and traced by the first caller."""
+        """The fitter, built (and, for the Gram form, traced) by the first caller.
+
+        The row form is traced at its first batch instead: XLA compiles it for the
+        batch's shape, and a warm-up shape would be compiled for nothing.
+        """
         with self._lock:
             if self._fitter is None:
                 from pipeline.fit.fitter import LineFitter
 
                 fitter = LineFitter(self._config)
-                fitter.fit(np.arange(3.0), np.arange(3.0))  # trace the compiled loop now
+                if self._config.loss_form == "gram":  # trace the compiled loop now
+                    weights = np.ones(3) if self._config.weights else None
+                    fitter.fit(np.arange(3.0), np.arange(3.0), weights)
                 self._fitter = fitter
         return self._fitter
 

@@ -30,16 +30,25 @@ from pipeline.graph.fit_batches import FitBatchFn
 from pipeline.observe.counters import NAMESPACE
 from pipeline.read.parquet import KeyedChunk
 from pipeline.reduce.batches import Batch, MergePartialsFn, mixed_kinds_reason
-from pipeline.reduce.readers import ReadBatchFn, ReadKeyedPartsFn, ReadKeyedRowsFn, ReadPartsFn
+from pipeline.reduce.readers import (
+    ReadBatchFn,
+    ReadKeyedPartsFn,
+    ReadKeyedRowsFn,
+    ReadPartsFn,
+    row_limit,
+    too_many_rows,
+)
 
 __all__ = ["FitDatasets"]
 
 
-def _assemble(source: str, key: str, chunks: Iterable[KeyedChunk]) -> tuple[str, str, tuple | str]:
+def _assemble(source: str, key: str, chunks: Iterable[KeyedChunk], max_rows: int = 0) -> tuple[str, str, tuple | str]:
     """Concatenate a key's chunks in file order, so results never depend on shuffling.
 
     A key id whose chunks hold keys of several kinds (the integer 1 here, the text "1"
-    there) stands for several datasets: it gets the reason it fails instead of rows.
+    there) stands for several datasets, and a key with more than ``max_rows`` rows
+    (0: sized for the worker) does not fit in memory: each gets the reason it fails
+    instead of rows.
     """
     ordered = sorted(chunks, key=lambda chunk: chunk.path)
     kinds: dict[str, str] = {}
@@ -47,7 +56,13 @@ def _assemble(source: str, key: str, chunks: Iterable[KeyedChunk]) -> tuple[str,
         kinds.setdefault(chunk.kind, chunk.path)
     if len(kinds) > 1:
         return key, source, mixed_kinds_reason(key, kinds)
-    return key, source, (np.concatenate([c.x for c in ordered]), np.concatenate([c.y for c in ordered]))
+    rows, limit = sum(c.x.size for c in ordered), row_limit(max_rows)
+    if rows > limit:
+        return key, source, str(too_many_rows(rows, limit))
+    columns = [np.concatenate([c.x for c in ordered]), np.concatenate([c.y for c in ordered])]
+    if ordered and ordered[0].w is not None:
+        columns.append(np.concatenate([c.w for c in ordered]))
+    return key, source, tuple(columns)
 
 
 def _rows_batch(loaded: list[tuple[str, str, tuple | str]]) -> Batch:
@@ -109,7 +124,7 @@ class FitDatasets(beam.PTransform):
             partials, null_keys = _split_counts(read, "SplitNullKeys")
             batches = partials | "MergeParts" >> beam.CombinePerKey(MergePartialsFn()) | "Batches" >> beam.Values()
         elif config.group_by == GroupBy.DIRECTORY and gram:
-            partials, dead_part = guarded(found, "ReadParts", ReadPartsFn(*columns), singles)
+            partials, dead_part = guarded(found, "ReadParts", ReadPartsFn(*columns, config.weight_column), singles)
             # a part that raised fails its whole dataset in the merge, once, naming the part
             failed_parts = dead_part | "DeadParts" >> beam.FlatMap(dead_parts)
             batches = (
@@ -123,19 +138,21 @@ class FitDatasets(beam.PTransform):
             read, read_dead = guarded(
                 found | "Files" >> beam.FlatMap(lambda paths: paths),
                 "ReadKeyed",
-                ReadKeyedRowsFn(config.key_column, *columns),
+                ReadKeyedRowsFn(config.key_column, *columns, config.weight_column),
                 lambda path: [path],
             )
             chunks, null_keys = _split_counts(read, "SplitNullKeys")
             batches = (
                 chunks
                 | "GroupByKey" >> beam.GroupByKey()
-                | "Assemble" >> beam.MapTuple(lambda key, parts: _assemble(config.input, key, parts))
+                | "Assemble"
+                >> beam.MapTuple(lambda key, parts: _assemble(config.input, key, parts, config.max_rows_in_memory))
                 | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.batch_size)
                 | "RowsBatches" >> beam.Map(_rows_batch)
             )
         else:
-            batches, read_dead = guarded(found, "Read", ReadBatchFn(*columns, config.fit.loss_form), singles)
+            reader = ReadBatchFn(*columns, config.fit.loss_form, config.weight_column, config.max_rows_in_memory)
+            batches, read_dead = guarded(found, "Read", reader, singles)
         fitted, fit_dead = guarded(batches, "Fit", FitBatchFn(config, Shared()), lambda batch: batch.split())
         failures = (
             (read_dead, fit_dead)

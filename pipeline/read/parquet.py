@@ -28,6 +28,7 @@ from pipeline.config.errors import one_line
 __all__ = [
     "DatasetError",
     "KeyedChunk",
+    "iter_columns",
     "iter_tables",
     "iter_xy",
     "key_ids",
@@ -58,6 +59,7 @@ class KeyedChunk:
         y: float64 y values, nulls as NaN.
         kind: The key's kind (``text``, ``integer``, ``float``, ...): keys of different
             kinds are different datasets even when their ids are the same text.
+        w: float64 row weights (nulls as NaN), or ``None`` when unweighted.
     """
 
     key: str
@@ -65,6 +67,7 @@ class KeyedChunk:
     x: np.ndarray
     y: np.ndarray
     kind: str = "text"
+    w: np.ndarray | None = None
 
 
 @contextlib.contextmanager
@@ -135,14 +138,23 @@ def iter_tables(path: str, columns: list[str], chunk_rows: int | None = None) ->
             raise DatasetError(f"could not read Parquet data: {one_line(error)}") from error
 
 
+def iter_columns(path: str, names: tuple[str, ...]) -> Iterator[tuple[np.ndarray, ...]]:
+    """Yield a file's numeric columns (x, y and the weights, say) as float64, a bounded chunk at a time.
+
+    Raises:
+        DatasetError: for an unreadable file, a missing or non-numeric column.
+    """
+    for table in iter_tables(path, list(names)):
+        yield tuple(to_float64(table.column(name), name) for name in names)
+
+
 def iter_xy(path: str, x_column: str, y_column: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield a file's x and y as float64 (nulls as NaN), a bounded chunk at a time.
 
     Raises:
         DatasetError: for an unreadable file, a missing or non-numeric column.
     """
-    for table in iter_tables(path, [x_column, y_column]):
-        yield to_float64(table.column(x_column), x_column), to_float64(table.column(y_column), y_column)
+    yield from iter_columns(path, (x_column, y_column))
 
 
 def to_float64(column: pa.ChunkedArray, name: str) -> np.ndarray:
@@ -253,7 +265,9 @@ def split_by_key(table: pa.Table, key_column: str) -> tuple[list[str], np.ndarra
     return names, order, starts, null_rows, kind
 
 
-def read_keyed(path: str, key_column: str, x_column: str, y_column: str) -> tuple[list[KeyedChunk], int]:
+def read_keyed(
+    path: str, key_column: str, x_column: str, y_column: str, weight_column: str | None = None
+) -> tuple[list[KeyedChunk], int]:
     """Read one file of a long table and split its rows by key (``--loss_form rows``).
 
     Returns:
@@ -263,13 +277,13 @@ def read_keyed(path: str, key_column: str, x_column: str, y_column: str) -> tupl
     Raises:
         DatasetError: for an unreadable file, a missing or non-numeric column.
     """
-    table = read_table(path, [key_column, x_column, y_column])
-    x = to_float64(table.column(x_column), x_column)
-    y = to_float64(table.column(y_column), y_column)
+    numeric = [x_column, y_column] + ([weight_column] if weight_column else [])
+    table = read_table(path, [key_column, *numeric])
+    x, y, *w = (to_float64(table.column(name), name) for name in numeric)
     names, order, starts, null_rows, kind = split_by_key(table, key_column)
     ends = np.append(starts[1:], order.size)
     chunks = [
-        KeyedChunk(name, path, x[order[start:end]], y[order[start:end]], kind)
+        KeyedChunk(name, path, x[order[start:end]], y[order[start:end]], kind, w[0][order[start:end]] if w else None)
         for name, start, end in zip(names, starts.tolist(), ends.tolist(), strict=True)
     ]
     return chunks, null_rows

@@ -10,6 +10,7 @@ keyed by shard, for :class:`~pipeline.reduce.batches.MergePartialsFn`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import apache_beam as beam
@@ -17,32 +18,72 @@ import numpy as np
 
 from pipeline.config.settings import JobConfig
 from pipeline.discover.layout import DatasetRef, input_layout
-from pipeline.read.parquet import DatasetError, KeyedChunk, iter_tables, iter_xy, read_keyed, split_by_key, to_float64
+from pipeline.read.parquet import (
+    DatasetError,
+    KeyedChunk,
+    iter_columns,
+    iter_tables,
+    read_keyed,
+    split_by_key,
+    to_float64,
+)
 from pipeline.reduce.batches import Batch, Partials, shard_of
 from pipeline.reduce.moments import MomentsBuilder, concat, reduce_runs, segment_moments
 
-__all__ = ["ReadBatchFn", "ReadKeyedPartsFn", "ReadKeyedRowsFn", "ReadPartsFn"]
+__all__ = ["BYTES_PER_ROW", "ReadBatchFn", "ReadKeyedPartsFn", "ReadKeyedRowsFn", "ReadPartsFn", "row_limit"]
+
+# Peak memory of the row form per row of a dataset (its columns, their standardized
+# copies, the block matrices and the compiled loop's buffers), measured with margin.
+BYTES_PER_ROW = 200
+
+
+def row_limit(configured: int) -> int:
+    """The most rows one dataset may hold in the row form: ``configured``, or 0 → a quarter of this machine's memory."""
+    if configured:
+        return configured
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume 8 GiB
+        memory = 8 << 30
+    return max(1, memory // 4 // BYTES_PER_ROW)
+
+
+def too_many_rows(rows: int, limit: int) -> DatasetError:
+    """The failure of a dataset that would not fit in memory in the row form."""
+    return DatasetError(
+        f"more than {limit:,} rows (--max_rows_in_memory): the row form holds a dataset in memory "
+        f"(at least {rows:,} rows here); raise the limit on a bigger worker, or use --loss squared, "
+        "whose Gram form streams datasets of any size"
+    )
 
 
 def _read_refs(
-    refs: list[DatasetRef], columns: tuple[str, str], gram: bool
+    refs: list[DatasetRef], columns: tuple[str, ...], gram: bool, max_rows: int = 0
 ) -> tuple[list[DatasetRef], object, list[tuple[DatasetRef, str]]]:
-    """Read whole datasets: (readable refs, their Moments or (x, y) list, unreadable refs with reasons)."""
+    """Read whole datasets: (readable refs, their Moments or column tuples, unreadable refs with reasons).
+
+    ``columns`` are x, y and optionally the weights. In the row form a dataset with more
+    than ``max_rows`` rows (0: no limit) is unreadable, and its chunks are let go at once.
+    """
     builder = MomentsBuilder() if gram else None
     good, rows, bad = [], [], []
     for ref in refs:
         if ref.error is not None:  # found, but not to be fitted (an id shared by several files)
             bad.append((ref, ref.error))
             continue
-        chunks = []
+        chunks, held = [], 0
         try:
             for path in ref.paths:
                 try:
-                    for x, y in iter_xy(path, *columns):
-                        if builder is None:
-                            chunks.append((x, y))
-                        else:
-                            builder.add(len(good), x, y)
+                    for values in iter_columns(path, columns):
+                        if builder is not None:
+                            builder.add(len(good), *values)
+                            continue
+                        held += len(values[0])
+                        if max_rows and held > max_rows:
+                            chunks.clear()
+                            raise too_many_rows(held, max_rows)
+                        chunks.append(values)
                 except DatasetError as error:
                     if ref.source == path:
                         raise
@@ -54,7 +95,9 @@ def _read_refs(
             continue
         good.append(ref)
         if builder is None:
-            rows.append(tuple(np.concatenate([c[i] for c in chunks]) if chunks else np.zeros(0) for i in (0, 1)))
+            rows.append(
+                tuple(np.concatenate([c[i] for c in chunks]) if chunks else np.zeros(0) for i in range(len(columns)))
+            )
     return good, rows if builder is None else builder.result(len(good)), bad
 
 
@@ -62,21 +105,37 @@ class ReadBatchFn(beam.DoFn):
     """Reads a batch of whole datasets into a :class:`Batch` (file and directory grouping).
 
     With ``gram`` each dataset becomes its moments, read a bounded chunk at a time;
-    with ``rows`` its x, y columns are kept in memory.
+    with ``rows`` its x, y (and weight) columns are kept in memory, at most
+    ``max_rows_in_memory`` rows a dataset.
 
     Args:
         x_column: Name of the x column.
         y_column: Name of the y column.
         loss_form: ``"gram"`` or ``"rows"``.
+        weight_column: Name of the row-weight column, or ``None``.
+        max_rows_in_memory: Row form: most rows a dataset may have (0: sized for the worker).
     """
 
-    def __init__(self, x_column: str, y_column: str, loss_form: str) -> None:
-        self._columns = (x_column, y_column)
+    def __init__(
+        self,
+        x_column: str,
+        y_column: str,
+        loss_form: str,
+        weight_column: str | None = None,
+        max_rows_in_memory: int = 0,
+    ) -> None:
+        self._columns = (x_column, y_column) + ((weight_column,) if weight_column else ())
         self._gram = loss_form == "gram"
+        self._configured = max_rows_in_memory
+        self._max_rows = 0  # the limit on this worker, set in setup()
+
+    def setup(self) -> None:
+        """Size the row form's limit for this worker's memory."""
+        self._max_rows = 0 if self._gram else row_limit(self._configured)
 
     def process(self, refs: list[DatasetRef]) -> Iterator[Batch]:
         """Yield one batch: the readable datasets' data and the unreadable ones' reasons."""
-        good, data, bad = _read_refs(refs, self._columns, self._gram)
+        good, data, bad = _read_refs(refs, self._columns, self._gram, self._max_rows)
         failures = tuple((ref.dataset, ref.source, reason) for ref, reason in bad)
         yield Batch(tuple(r.dataset for r in good), tuple(r.source for r in good), data, failures)
 
@@ -110,10 +169,11 @@ class ReadPartsFn(beam.DoFn):
     Args:
         x_column: Name of the x column.
         y_column: Name of the y column.
+        weight_column: Name of the row-weight column, or ``None``.
     """
 
-    def __init__(self, x_column: str, y_column: str) -> None:
-        self._columns = (x_column, y_column)
+    def __init__(self, x_column: str, y_column: str, weight_column: str | None = None) -> None:
+        self._columns = (x_column, y_column) + ((weight_column,) if weight_column else ())
 
     def process(self, refs: list[DatasetRef]) -> Iterator[tuple[int, Partials]]:
         """Yield ``(shard, Partials)``; each ref holds one part file of its dataset."""
@@ -146,20 +206,21 @@ class ReadKeyedPartsFn(beam.DoFn):
     def process(self, paths: list[str]) -> Iterator[tuple[int, Partials] | int]:
         """Yield ``(shard, Partials)`` for the keys of the batch's files, then the null-key count."""
         config = self._config
-        columns = [config.key_column, config.x_column, config.y_column]
+        numeric = config.columns
+        columns = [config.key_column, *numeric]
         layout = input_layout(config.input, config.output)
         keys, kinds, parts, pieces, bad, null_rows = [], [], [], [], [], 0
         for path in paths:
             file_keys, file_pieces, file_nulls, kind = [], [], 0, "text"
             try:
                 for table in iter_tables(path, columns):
-                    x = to_float64(table.column(config.x_column), config.x_column)
-                    y = to_float64(table.column(config.y_column), config.y_column)
+                    values = [to_float64(table.column(name), name) for name in numeric]
                     names, order, starts, nulls, kind = split_by_key(table, config.key_column)
                     file_nulls += nulls
                     if names:
                         file_keys.extend(names)
-                        file_pieces.append(segment_moments(x[order], y[order], starts))
+                        ordered = [v[order] for v in values]  # x, y (, weights) grouped by key
+                        file_pieces.append(segment_moments(*ordered[:2], starts, *ordered[2:]))
             except DatasetError as error:
                 reason = f"file could not be read, its rows are in no dataset: {error}"
                 bad.append((layout.relative(path), path, path, reason))
@@ -190,8 +251,8 @@ class ReadKeyedRowsFn(beam.DoFn):
     Rows with a null key yield one ``int`` (their count).
     """
 
-    def __init__(self, key_column: str, x_column: str, y_column: str) -> None:
-        self._columns = (key_column, x_column, y_column)
+    def __init__(self, key_column: str, x_column: str, y_column: str, weight_column: str | None = None) -> None:
+        self._columns = (key_column, x_column, y_column, weight_column)
 
     def process(self, path: str) -> Iterator[tuple[str, KeyedChunk] | int]:
         """Yield the file's chunks keyed by dataset id, then its null-key count."""

@@ -33,8 +33,17 @@ _TYPES = {
 }
 
 
+# The columns a table created before robust and weighted fits already has, in order; those
+# after them in SCHEMA come after run_date, so an existing table only gains fields at its end.
+_FIRST_COLUMNS = SCHEMA.get_field_index("reused_from") + 1
+
+
 def bigquery_schema() -> dict:
-    """The BigQuery table schema: :data:`pipeline.table.SCHEMA`'s columns, then ``run_date``.
+    """The BigQuery table schema: :data:`pipeline.table.SCHEMA`'s first columns, ``run_date``, the added ones.
+
+    Every column added to SCHEMA since the table's first release is NULLABLE and comes
+    after ``run_date``: a load job with field addition allowed appends them to an
+    existing table without touching its columns.
 
     Returns:
         A ``{"fields": [...]}`` dict as ``WriteToBigQuery`` and the BigQuery API take it.
@@ -43,7 +52,7 @@ def bigquery_schema() -> dict:
         {"name": field.name, "type": _TYPES[field.type], "mode": "NULLABLE" if field.nullable else "REQUIRED"}
         for field in SCHEMA
     ]
-    fields.append({"name": PARTITION_COLUMN, "type": "DATE", "mode": "REQUIRED"})
+    fields.insert(_FIRST_COLUMNS, {"name": PARTITION_COLUMN, "type": "DATE", "mode": "REQUIRED"})
     return {"fields": fields}
 
 

@@ -38,30 +38,26 @@ SCHEMA = pa.schema(
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("fitted_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("reused_from", pa.string()),
+        # appended with robust and weighted fits (nullable: partitions written before lack them)
+        pa.field("w_stderr", pa.float64()),
+        pa.field("b_stderr", pa.float64()),
+        pa.field("scale", pa.float64()),
+        pa.field("n_outliers", pa.int64()),
     ]
 )
 COLUMNS = tuple(SCHEMA.names)
+# The result's own numbers: the columns a FitResult fills, in the schema's order.
+_RESULT_FIELDS = (
+    "w", "b", "final_loss", "r2", "steps", "converged", "status", "error", "n_rows", "n_dropped",
+    "w_stderr", "b_stderr", "scale", "n_outliers",
+)  # fmt: skip
 
 
 def result_row(ref: DatasetRef, result: FitResult, run_id: str, fitted_at: dt.datetime) -> dict:
     """Return the output row of one dataset's result, keyed by :data:`COLUMNS`."""
-    return {
-        "dataset": ref.dataset,
-        "w": result.w,
-        "b": result.b,
-        "final_loss": result.final_loss,
-        "r2": result.r2,
-        "steps": result.steps,
-        "converged": result.converged,
-        "status": result.status,
-        "error": result.error,
-        "n_rows": result.n_rows,
-        "n_dropped": result.n_dropped,
-        "source": ref.source,
-        "run_id": run_id,
-        "fitted_at": fitted_at,
-        "reused_from": None,
-    }
+    row = {"dataset": ref.dataset, "source": ref.source, "run_id": run_id, "fitted_at": fitted_at, "reused_from": None}
+    row.update({name: getattr(result, name) for name in _RESULT_FIELDS})
+    return {name: row[name] for name in COLUMNS}
 
 
 def failure_row(ref: DatasetRef, error: str, run_id: str, fitted_at: dt.datetime) -> dict:
@@ -73,9 +69,8 @@ def results_table(
     datasets: list[str], sources: list[str], results: list[FitResult], run_id: str, fitted_at: dt.datetime
 ) -> pa.Table:
     """Return the output rows of many datasets as one Arrow table in :data:`SCHEMA`."""
-    fields = ("w", "b", "final_loss", "r2", "steps", "converged", "status", "error", "n_rows", "n_dropped")
     columns = {"dataset": list(datasets)}
-    columns.update({name: [getattr(result, name) for result in results] for name in fields})
+    columns.update({name: [getattr(result, name) for result in results] for name in _RESULT_FIELDS})
     columns.update(
         {
             "source": list(sources),

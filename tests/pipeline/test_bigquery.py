@@ -39,7 +39,9 @@ def test_bad_output_is_one_config_line(output: str) -> None:
 
 def test_schema_follows_the_parquet_schema_plus_run_date() -> None:
     fields = bigquery_schema()["fields"]
-    assert [f["name"] for f in fields] == [*SCHEMA.names, "run_date"]
+    first = SCHEMA.names[: SCHEMA.get_field_index("reused_from") + 1]
+    # columns added later come after run_date: an existing table only gains fields at its end
+    assert [f["name"] for f in fields] == [*first, "run_date", "w_stderr", "b_stderr", "scale", "n_outliers"]
     by_name = {f["name"]: (f["type"], f["mode"]) for f in fields}
     assert by_name["dataset"] == ("STRING", "REQUIRED")
     assert by_name["w"] == ("FLOAT", "NULLABLE")
@@ -67,6 +69,7 @@ def test_fitted_row_converts_to_json_values() -> None:
         "converged": True, "status": "ok", "error": None, "n_rows": 500, "n_dropped": 3,
         "source": "in/sensors/a.parquet", "run_id": "run-1",
         "fitted_at": "2026-01-02 03:04:05.678901 UTC", "reused_from": None, "run_date": "2026-01-02",
+        "w_stderr": None, "b_stderr": None, "scale": None, "n_outliers": None,
     }  # fmt: skip
     json.dumps(row, allow_nan=False)  # what Beam's file loads do with it
 

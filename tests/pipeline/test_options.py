@@ -24,8 +24,10 @@ def test_defaults() -> None:
     assert (config.input, config.output, config.run_date) == ("in", "out", "2026-11-25")
     assert (config.group_by, config.key_column, config.x_column, config.y_column) == (GroupBy.FILE, None, "x", "y")
     assert config.fit == FitConfig(
-        learning_rate=0.1, max_steps=1000, tolerance=1e-12, standardize=True, dtype="float64", loss_form="gram"
-    )
+        learning_rate=0.1, max_steps=1000, tolerance=0.0, standardize=True, dtype="float64", loss="squared",
+        huber_epsilon=1.35, intercept=True, weights=None, loss_form="gram",
+    )  # fmt: skip
+    assert config.max_rows_in_memory == 0 and config.columns == ("x", "y")
     assert (config.batch_size, config.incremental, config.warm_start) == (2000, False, False)
     assert config.run_id.startswith("20261125T235900Z-")
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -40,15 +42,34 @@ def test_every_flag_is_read() -> None:
         "--incremental", "--warm_start",
     )  # fmt: skip
     assert (config.group_by, config.key_column, config.x_column, config.y_column) == ("column", "sensor", "t", "v")
-    assert config.fit == FitConfig(0.5, 20, 1e-6, False, "float32", "rows")
+    assert config.fit == FitConfig(0.5, 20, 1e-6, False, "float32", loss_form="rows")
     assert (config.batch_size, config.incremental, config.warm_start) == (7, True, True)
     assert config.run_date == "2024-02-29"
     assert config.describe()["group_by"] == "column:sensor"
 
 
+def test_robust_weighted_and_through_origin_flags() -> None:
+    config = _config(
+        "--loss", "huber", "--huber_epsilon", "2", "--weight_column", "count", "--no_intercept",
+        "--max_rows_in_memory", "5000000",
+    )  # fmt: skip
+    assert (config.fit.loss, config.fit.huber_epsilon, config.fit.intercept) == ("huber", 2.0, False)
+    assert (config.fit.weights, config.weight_column, config.fit.loss_form) == ("count", "count", "rows")
+    assert config.columns == ("x", "y", "count") and config.max_rows_in_memory == 5_000_000
+    assert config.describe()["fit"]["weights"] == "count"
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
+        (["--loss", "absolute"], "--loss must be one of squared, huber"),
+        (["--huber_epsilon", "1"], "--huber_epsilon must be a number > 1"),
+        (["--huber_epsilon", "0.5"], "--huber_epsilon must be a number > 1"),
+        (["--weight_column", ""], "--weight_column must name a column"),
+        (["--weight_column", "y"], "must differ from the x, y and grouping columns"),
+        (["--loss", "huber", "--loss_form", "gram"], "no Gram form"),
+        (["--loss", "huber", "--no_standardize"], "--no_standardize is for --loss squared"),
+        (["--max_rows_in_memory", "-1"], "--max_rows_in_memory must be >= 0"),
         (["--group_by", "rows"], "--group_by must be"),
         (["--group_by", "column:"], "--group_by must be"),
         (["--group_by", "column:x"], "must differ"),
