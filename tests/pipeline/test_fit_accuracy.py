@@ -9,9 +9,8 @@ import pytest
 
 from pipeline.fit import FitConfig, LineFitter, Status
 from pipeline.reduce.moments import segment_moments
-from tests.conftest import lstsq, norris
+from tests.conftest import REFERENCE, lstsq, norris  # REFERENCE: NIST files copied into sample_data/reference
 
-SHARED = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "reference-data"
 NORRIS = {
     "w": 1.00211681802045,
     "b": -0.262323073774029,
@@ -33,7 +32,7 @@ def lre(value: float, certified: float) -> float:
 
 
 def _no_intercept_data(name: str) -> tuple[np.ndarray, np.ndarray]:
-    lines = (SHARED / name).read_text().splitlines()[60:]
+    lines = (REFERENCE / name).read_text().splitlines()[60:]
     values = np.array([[float(v) for v in line.split()] for line in lines if line.strip()])
     return values[:, 1], values[:, 0]
 
@@ -52,7 +51,6 @@ def test_norris_to_twelve_digits_at_the_defaults(fitter: LineFitter) -> None:
         assert lre(getattr(result, field), NORRIS[field]) >= 10, field
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/reference-data is not beside the project")
 @pytest.mark.parametrize("name", sorted(NO_INTERCEPT))
 @pytest.mark.parametrize("form", FORMS)
 def test_nist_regressions_through_the_origin(name: str, form: str) -> None:
