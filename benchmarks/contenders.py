@@ -45,7 +45,10 @@ TAPEFIT_VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tapefit-mp2", MULTI_PROCESS),
     ("tapefit-inproc", IN_PROCESS),
     ("tapefit-mp2-rows", (*MULTI_PROCESS, "--loss_form", "rows")),
+    ("tapefit-mp2-huber", (*MULTI_PROCESS, "--loss", "huber")),
 )
+# Variants that run on some workloads only: Huber is measured on M against the default loss.
+ONLY_ON = {"tapefit-mp2-huber": ("M",)}
 BASELINES = ("duckdb", "pyarrow", "numpy")
 
 
@@ -65,8 +68,8 @@ class Contender:
 
     @property
     def gives_fits(self) -> bool:
-        """Whether it reports w and b (the pyarrow floor only reads)."""
-        return self.name != "pyarrow"
+        """Whether it reports least-squares w and b to compare with DuckDB's (not the read-only floor, not Huber)."""
+        return self.name != "pyarrow" and "huber" not in self.extra_args
 
     def command(self, workload: Workload, data: Path, out: Path, tapefit_args: Sequence[str] = ()) -> list[str] | None:
         """The command line on ``workload`` (files in ``data``), writing under ``out``.
@@ -81,6 +84,8 @@ class Contender:
             The command, or ``None`` when this contender does not run on this workload.
         """
         py = [sys.executable, "-m"]
+        if workload.name not in ONLY_ON.get(self.name, (workload.name,)):
+            return None
         if self.kind == "tapefit":
             return [
                 *py,

@@ -23,6 +23,8 @@ __all__ = [
 TINY = 1e-300
 RSS_LIMIT_MB = 1.5e9 / 2**20  # 1.5 GB per process, in MiB (what the table shows)
 SPEED_TARGETS = {"S": 2.0, "M": 3.0, "L": 3.0, "K": 3.0}  # tapefit wall / DuckDB wall
+HUBER_VS_DEFAULT = 4.0  # M with --loss huber / M with the default loss
+ROW_STEPS_PER_S = 300e6  # row form, one 10M-row dataset, one core
 RSS_WORKLOADS = ("L", "K")
 ACCURACY_WORKLOADS, ACCURACY = ("S", "M"), 1e-9
 EAGER_SPEEDUP = 1000.0
@@ -111,7 +113,11 @@ def result_row(workload: Workload, contender: Contender, outcome: Outcome, outco
             row["ratio_vs_duckdb"] = m["wall_s"] / ref.measure["wall_s"] if ref_ok else None
             row["per_dataset_s"] = m["wall_s"] / workload.n_datasets
         if not contender.gives_fits:
-            notes.append("read only")
+            notes.append("Huber objective: w, b not compared" if "huber" in contender.extra_args else "read only")
+        default = outcomes.get("tapefit-mp2")
+        if contender.name == "tapefit-mp2-huber" and default is not None and default.status == "ok":
+            row["ratio_vs_default_loss"] = m["wall_s"] / outcomes["tapefit-mp2"].measure["wall_s"]
+            notes.append(f"{row['ratio_vs_default_loss']:.2f}x tapefit-mp2 (squared loss)")
     row["notes"] = "; ".join(notes)
     return row
 
@@ -174,18 +180,25 @@ def _target(name: str, row: dict, value: float | None, limit: float, at_most: bo
     }
 
 
-def evaluate_targets(rows: Sequence[dict]) -> list[dict]:
-    """The issue's targets, evaluated on tapefit's rows: speed, RSS, accuracy, eager speed-up.
+def evaluate_targets(rows: Sequence[dict], rowform: dict | None = None) -> list[dict]:
+    """The issues' targets, evaluated on tapefit's rows: speed, RSS, accuracy, eager speed-up, Huber, row form.
 
     Args:
         rows: Result rows from :func:`result_row`.
+        rowform: The row-form probe's result (:mod:`benchmarks.rowform`), if it ran.
 
     Returns:
         One dict per (target, workload, tapefit variant): ``target``, ``value``, ``limit``, ``met``.
     """
     targets = []
+    for loss, m in ((rowform or {}).get("losses") or {}).items():
+        probe = {"workload": "—", "contender": f"row form {loss}"}
+        targets.append(_target("row-steps/s, one core", probe, m["row_steps_per_s"], ROW_STEPS_PER_S, at_most=False))
     for r in rows:
         wl = r["workload"]
+        if r.get("ratio_vs_default_loss") is not None:
+            targets.append(_target("huber/default loss", r, r["ratio_vs_default_loss"], HUBER_VS_DEFAULT))
+            continue
         if r["kind"] == "tapefit":
             if wl in SPEED_TARGETS:
                 targets.append(_target("wall/duckdb", r, r.get("ratio_vs_duckdb"), SPEED_TARGETS[wl]))
@@ -207,7 +220,7 @@ def format_targets(targets: Sequence[dict]) -> str:
     lines = []
     for t in targets:
         value = _fmt(t["value"], ".3g")
-        sign = "≥" if t["target"].startswith("eager") else "≤"
+        sign = "≥" if t["target"].startswith(("eager", "row-steps")) else "≤"
         lines.append(
             f"{'met   ' if t['met'] else 'MISSED'} {t['workload']:<2} {t['contender']:<17} "
             f"{t['target']}: {value} (target {sign} {t['limit']:.4g})"

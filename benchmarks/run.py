@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="add a tapefit variant with these arguments (repeatable)",
     )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before one contender run is killed")
+    parser.add_argument(
+        "--rowform_rows",
+        type=int,
+        default=None,
+        help="rows of the row-form throughput probe (default: 10,000,000; 1,000,000 with --quick; 0 skips it)",
+    )
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
     wanted = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
@@ -86,7 +93,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown contender(s) {','.join(bad)}; choose from {','.join(everyone)}")
     args.contenders = [c for c in everyone.values() if c.name in chosen]  # DuckDB first, fixed order
     args.out = args.out or args.cache / "results.json"
+    if args.rowform_rows is None:
+        args.rowform_rows = 1_000_000 if args.quick else 10_000_000
     return args
+
+
+def _rowform(rows: int, out: Path) -> dict | None:
+    """Run the row-form throughput probe (:mod:`benchmarks.rowform`) in its own process."""
+    if not rows:
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "benchmarks.rowform", "--rows", str(rows), "--json", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
+    return json.loads(out.read_text())
+
+
+def format_rowform(found: dict | None) -> str:
+    """Lines for the row-form probe's result."""
+    if not found:
+        return "row form: not measured"
+    if "error" in found:
+        return f"row form: failed: {found['error'][0]}"
+    lines = [f"row form, one dataset of {found['rows']:,} rows, {found['steps']} steps, one core (XLA):"]
+    for loss, m in found["losses"].items():
+        lines.append(
+            f"  {loss:<8} {m['row_steps_per_s'] / 1e6:8.0f}M row-steps/s  "
+            f"({m['seconds'] / m['steps'] * 1e3:.1f} ms a step; compile {m['compile_s']:.1f} s)"
+        )
+    return "\n".join(lines)
 
 
 def _progress(text: str) -> None:
@@ -141,11 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for workload in args.workloads:
         rows += _run_workload(workload, inputs[workload.name], args)
-    targets = evaluate_targets(rows)
+    _progress("row form throughput probe ...")
+    rowform = _rowform(args.rowform_rows, args.cache / "runs" / "rowform.json")
+    targets = evaluate_targets(rows, rowform)
     machine["load_average_at_end"] = os.getloadavg()
     mode = "quick (scaled down: indicative only)" if args.quick else "full"
     print(f"\ntapefit benchmark, {mode}; reference: DuckDB; RSS: largest single process\n")
     print(format_table(rows))
+    print("\n" + format_rowform(rowform))
     print("\ntargets (reported, not asserted):")
     print(format_targets(targets))
     total = time.perf_counter() - started
@@ -158,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         "workloads": {w.name: _describe(w, inputs[w.name]) for w in args.workloads},
         "contenders": [{"name": c.name, "kind": c.kind, "extra_args": list(c.extra_args)} for c in args.contenders],
         "results": rows,
+        "rowform": rowform,
         "targets": targets,
         "total_seconds": total,
     }

@@ -40,3 +40,24 @@ def test_report_rows_and_targets():
         ("eager/tapefit-x per dataset", "eager"): False,
     }
     assert "tapefit-x" in format_table(rows)
+
+
+def test_huber_is_compared_with_the_default_loss_and_the_row_form_probe_is_a_target():
+    workload = TINY["file"]
+    fits = {i: Fit(2.0, 1.0, 30) for i in workload.ids()}
+    outcomes = {
+        "duckdb": Outcome("ok", {"wall_s": 1.0}, fits),
+        "tapefit-mp2": Outcome("ok", {"wall_s": 3.0}, fits),
+        "tapefit-mp2-huber": Outcome("ok", {"wall_s": 9.0}, {i: Fit(2.5, 0.0, 30) for i in workload.ids()}),
+    }
+    huber = Contender("tapefit-mp2-huber", "tapefit", ("--loss", "huber"))
+    row = result_row(workload, huber, outcomes["tapefit-mp2-huber"], outcomes)
+    assert row["ratio_vs_default_loss"] == 3.0 and row["max_rel_diff_w"] is None  # another objective
+    assert "w, b not compared" in row["notes"]
+    probe = {"rows": 10, "steps": 1, "losses": {"squared": {"row_steps_per_s": 4e8}, "huber": {"row_steps_per_s": 1e8}}}
+    met = {(t["target"], t["contender"]): t["met"] for t in evaluate_targets([row], probe)}
+    assert met == {
+        ("huber/default loss", "tapefit-mp2-huber"): True,
+        ("row-steps/s, one core", "row form squared"): True,
+        ("row-steps/s, one core", "row form huber"): False,
+    }
