@@ -14,11 +14,23 @@ from dataclasses import asdict, dataclass
 
 from pipeline.config.errors import ConfigError
 
-__all__ = ["DTYPES", "LOSSES", "LOSS_FORMS", "MAX_STEPS", "FitConfig", "GroupBy", "JobConfig", "new_run_id"]
+__all__ = [
+    "DTYPES",
+    "LOSSES",
+    "LOSS_FORMS",
+    "MAX_HUBER_STEP",
+    "MAX_STEPS",
+    "FitConfig",
+    "GroupBy",
+    "JobConfig",
+    "new_run_id",
+]
 
 DTYPES = ("float64", "float32")
 LOSSES = ("squared", "huber")
 MAX_STEPS = 2**63 - 1  # the step counter is a 64-bit integer
+# The largest learning rate at which Huber's scaled step is provably stable (pipeline.fit.losses).
+MAX_HUBER_STEP = 1 / 7
 LOSS_FORMS = ("gram", "rows")
 
 
@@ -88,6 +100,11 @@ class FitConfig:
             raise ConfigError("--loss huber has no Gram form: leave --loss_form out (huber runs the row form)")
         if self.loss == "huber" and not self.standardize:
             raise ConfigError("--loss huber descends on standardized data; --no_standardize is for --loss squared")
+        if self.loss == "huber" and self.learning_rate >= MAX_HUBER_STEP:
+            raise ConfigError(
+                "--loss huber is stable for --learning_rate below 1/7 ≈ 0.143 (default 0.1), "
+                f"got {self.learning_rate!r}"
+            )
         object.__setattr__(self, "loss_form", form)
 
 

@@ -128,9 +128,9 @@ def _descend(loss_fn, params, frame, settings, kind):  # noqa: ANN001, ANN202, P
 
     def body(step, theta, code, loss, norm, floor):  # noqa: ANN001, ANN202, ARG001
         loss, grads, norm, floor = evaluate(list(theta))
-        scale = losses.precondition(kind, theta)
+        scales = losses.precondition(kind, theta, loss_fn)
         masks = [tf.ones_like(free_b), free_b] + ([tf.ones_like(free_b)] if kind == "huber" else [])
-        new = [t - eta * scale * g * m for t, g, m in zip(theta, grads, masks, strict=True)]
+        new = [t - eta * s * g * m for t, s, g, m in zip(theta, scales, grads, masks, strict=True)]
         finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
         diverged = tf.logical_not(finite) | (loss > _DIVERGENCE_FACTOR * start_loss)
         fixed = tf.reduce_all(tf.stack([tf.equal(n, t) for n, t in zip(new, theta, strict=True)]), axis=0)

@@ -213,4 +213,6 @@ def test_huber_options_are_validated() -> None:
         FitConfig(loss="huber", loss_form="gram")
     with pytest.raises(ConfigError, match="--loss must be"):
         FitConfig(loss="absolute")
+    with pytest.raises(ConfigError, match=r"below 1/7"):
+        FitConfig(loss="huber", learning_rate=0.15)
     assert FitConfig(loss="huber").loss_form == "rows" and FitConfig().loss_form == "gram"
