@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -45,3 +46,11 @@ def fitter():
     from pipeline.fit import LineFitter
 
     return LineFitter(FitConfig())
+
+
+@functools.cache
+def fitter_for(config: object) -> object:
+    """One compiled fitter per FitConfig for the whole session: XLA compiles each shape once, not per test."""
+    from pipeline.fit import LineFitter
+
+    return LineFitter(config)

@@ -30,7 +30,7 @@ def test_too_many_failures_exit_3_after_writing_with_progress_and_metrics(tmp_pa
     )  # fmt: skip
     assert done.returncode == 3, done.stderr
     assert "tapefit: 58 datasets" in done.stdout and "failed 8" in done.stdout
-    assert "steps per fit: min 127" in done.stdout and "fit time per dataset" in done.stdout
+    assert "steps per fit: min 160" in done.stdout and "fit time per dataset" in done.stdout  # to machine precision
     errors = [line for line in done.stderr.splitlines() if line.startswith("tapefit: error:")]
     assert errors == [
         "tapefit: error: 8 of 58 datasets failed or diverged (13.8%), more than --max_failed_fraction 0.1; "

@@ -9,7 +9,12 @@ import pytest
 
 from pipeline.fit import FitConfig, LineFitter, Status
 from pipeline.reduce.moments import segment_moments
-from tests.conftest import REFERENCE, lstsq, norris  # REFERENCE: NIST files copied into sample_data/reference
+from tests.conftest import (  # REFERENCE: NIST files copied into sample_data/reference
+    REFERENCE,
+    fitter_for,
+    lstsq,
+    norris,
+)
 
 NORRIS = {
     "w": 1.00211681802045,
@@ -39,7 +44,7 @@ def _no_intercept_data(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module", params=FORMS)
 def fitter(request: pytest.FixtureRequest) -> LineFitter:
-    return LineFitter(FitConfig(loss_form=request.param))
+    return fitter_for(FitConfig(loss_form=request.param))
 
 
 def test_norris_to_twelve_digits_at_the_defaults(fitter: LineFitter) -> None:
@@ -55,7 +60,7 @@ def test_norris_to_twelve_digits_at_the_defaults(fitter: LineFitter) -> None:
 @pytest.mark.parametrize("form", FORMS)
 def test_nist_regressions_through_the_origin(name: str, form: str) -> None:
     b1, sd, residual_sd, r2 = NO_INTERCEPT[name]
-    result = LineFitter(FitConfig(intercept=False, loss_form=form)).fit(*_no_intercept_data(name))
+    result = fitter_for(FitConfig(intercept=False, loss_form=form)).fit(*_no_intercept_data(name))
     assert result.status == Status.OK and result.b == 0.0 and result.b_stderr is None
     assert lre(result.w, b1) >= 12
     assert lre(result.w_stderr, sd) >= 10
@@ -66,7 +71,7 @@ def test_nist_regressions_through_the_origin(name: str, form: str) -> None:
 def test_the_default_stop_is_the_rounding_floor() -> None:
     # y = 2x + 1: the standardized error shrinks by 0.8 a step, ‖∇L‖ = 2·0.8^k; the
     # floor for float64 is ε·(2 + ‖(a, c)‖) = 3ε at a = 1, reached at k = 161.
-    result = LineFitter(FitConfig()).fit(np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, 5.0]))
+    result = fitter_for(FitConfig()).fit(np.array([0.0, 1.0, 2.0]), np.array([1.0, 3.0, 5.0]))
     expected = math.ceil(math.log(3 * np.finfo(float).eps / 2) / math.log(0.8))
     assert result.status == Status.OK and abs(result.steps - expected) <= 1
     assert result.w == pytest.approx(2.0, rel=4e-16) and result.b == pytest.approx(1.0, rel=4e-16)
@@ -78,7 +83,7 @@ def test_a_step_too_small_for_the_precision_is_not_ok(form: str) -> None:
     rng = np.random.default_rng(0)
     x = 1e6 + rng.uniform(-10, 10, 200)
     y = 2 * x + 1 + rng.normal(0, 1, 200)
-    result = LineFitter(FitConfig(standardize=False, learning_rate=1e-13, loss_form=form)).fit(x, y)
+    result = fitter_for(FitConfig(standardize=False, learning_rate=1e-13, loss_form=form)).fit(x, y)
     assert result.status == Status.NOT_CONVERGED and not result.converged
     assert "‖∇L‖" in result.error
 
@@ -89,7 +94,7 @@ def test_float32_with_a_tiny_step_is_not_ok(standardize: bool) -> None:
     rng = np.random.default_rng(1)
     x = 1000 + rng.uniform(-1, 1, 200)
     y = 3 * x + 1.29 + rng.normal(0, 0.1, 200)
-    result = LineFitter(FitConfig(dtype="float32", learning_rate=1e-7, standardize=standardize)).fit(x, y)
+    result = fitter_for(FitConfig(dtype="float32", learning_rate=1e-7, standardize=standardize)).fit(x, y)
     assert result.status == Status.NOT_CONVERGED
     assert result.error.startswith(("stalled", "max_steps"))
 
@@ -99,7 +104,7 @@ def test_a_warm_start_in_other_units_is_judged_on_the_real_gradient() -> None:
     rng = np.random.default_rng(2)
     x = rng.uniform(0, 10, 500)
     y = 0.5 * x + 2 + rng.normal(0, 0.1, 500)
-    fitter = LineFitter(FitConfig(dtype="float32"))
+    fitter = fitter_for(FitConfig(dtype="float32"))
     yesterday = fitter.fit(x, y * 1e6)
     today = fitter.fit_moments(segment_moments(x, y, np.zeros(1, np.int64)), [(yesterday.w, yesterday.b)])[0]
     w, b = lstsq(x, y)
@@ -114,7 +119,7 @@ def test_y_anywhere_in_the_float64_range(form: str, magnitude: float) -> None:
     x = np.arange(50.0)
     y = magnitude * (2 * x + 1 + rng.normal(0, 0.01, 50))
     w, b = lstsq(x, y / magnitude)
-    result = LineFitter(FitConfig(loss_form=form)).fit(x, y)
+    result = fitter_for(FitConfig(loss_form=form)).fit(x, y)
     assert result.status == Status.OK, result
     # subnormal data carries fewer digits: 1e-310 holds about 14 bits less than a normal double
     rel = 1e-9 if magnitude < 2.3e-308 else 1e-12
@@ -131,7 +136,7 @@ def test_x_anywhere_in_the_float64_range(form: str, magnitude: float) -> None:
     i = np.arange(1, 51, dtype=float)
     y = 2 * i + 1 + rng.normal(0, 0.01, 50)
     w, b = lstsq(i, y)
-    result = LineFitter(FitConfig(loss_form=form)).fit(i * magnitude, y)
+    result = fitter_for(FitConfig(loss_form=form)).fit(i * magnitude, y)
     assert result.status == Status.OK, result
     assert result.w == pytest.approx(w / magnitude, rel=1e-12)
     assert result.b == pytest.approx(b, rel=1e-10)
@@ -145,7 +150,7 @@ def test_both_forms_agree_far_from_zero(exponent: int) -> None:
     y = 3 * i + 5 + rng.normal(0, 0.1, 100)
     w, _ = lstsq(i, y)
     for form in FORMS:
-        result = LineFitter(FitConfig(loss_form=form)).fit(10.0**exponent + i, y)
+        result = fitter_for(FitConfig(loss_form=form)).fit(10.0**exponent + i, y)
         assert result.status == Status.OK
         assert result.w == pytest.approx(w, rel=1e-12), form
 
@@ -157,5 +162,5 @@ def test_squares_beyond_float64_fail_with_a_reason(magnitude: float) -> None:
     x = np.arange(50.0)
     y = magnitude * (2 * x + 1 + rng.normal(0, 0.01, 50))
     for form in FORMS:
-        result = LineFitter(FitConfig(loss_form=form)).fit(x, y)
+        result = fitter_for(FitConfig(loss_form=form)).fit(x, y)
         assert result.status == Status.FAILED and "overflows" in result.error and result.w is None

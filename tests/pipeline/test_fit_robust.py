@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from pipeline.fit import FitConfig, LineFitter, Status
+from pipeline.fit import FitConfig, Status
+from tests.conftest import fitter_for
 
 sm = pytest.importorskip("statsmodels.api")
 linear_model = pytest.importorskip("sklearn.linear_model")
@@ -42,7 +43,7 @@ def _huber_objective(x: np.ndarray, y: np.ndarray, w: float, b: float, sigma: fl
 @pytest.mark.parametrize("intercept", [True, False])
 @pytest.mark.parametrize("form", ["gram", "rows"])
 def test_weighted_least_squares_matches_statsmodels_wls(intercept: bool, form: str) -> None:
-    fitter = LineFitter(FitConfig(weights="w", intercept=intercept, loss_form=form))
+    fitter = fitter_for(FitConfig(weights="w", intercept=intercept, loss_form=form))
     rng = np.random.default_rng(7)
     for _ in range(20):
         n = int(rng.integers(5, 2000))
@@ -71,7 +72,7 @@ def test_zero_weights_carry_no_information_and_no_degree_of_freedom() -> None:
     y = 2 * x + 1 + rng.normal(0, 0.5, 60)
     weights = rng.uniform(0.5, 2, 60)
     weights[::4] = 0.0
-    fitter = LineFitter(FitConfig(weights="w"))
+    fitter = fitter_for(FitConfig(weights="w"))
     result = fitter.fit(x, y, weights)
     keep = weights > 0
     ref = _wls(x[keep], y[keep], weights[keep], True)
@@ -85,7 +86,7 @@ def test_bad_weights_are_dropped_and_counted() -> None:
     x = np.arange(8.0)
     y = 3 * x - 1
     weights = np.array([1.0, np.nan, 2.0, np.inf, -1.0, 1.0, 0.0, 1.0])
-    result = LineFitter(FitConfig(weights="w")).fit(x, y, weights)
+    result = fitter_for(FitConfig(weights="w")).fit(x, y, weights)
     assert (result.status, result.n_rows, result.n_dropped) == (Status.OK, 5, 3)
     assert result.w == pytest.approx(3.0, rel=1e-14) and result.b == pytest.approx(-1.0, rel=1e-14)
 
@@ -98,13 +99,13 @@ def test_bad_weights_are_dropped_and_counted() -> None:
     ],
 )
 def test_too_few_positive_weights_fail_with_the_cause(weights: list, reason: str) -> None:
-    result = LineFitter(FitConfig(weights="w")).fit(np.arange(4.0), np.arange(4.0), np.array(weights))
+    result = fitter_for(FitConfig(weights="w")).fit(np.arange(4.0), np.arange(4.0), np.array(weights))
     assert result.status == Status.FAILED and reason in result.error
 
 
 def test_constant_x_among_positive_weights_fails() -> None:
     x = np.array([1.0, 1.0, 1.0, 5.0])
-    result = LineFitter(FitConfig(weights="w")).fit(x, np.arange(4.0), np.array([1.0, 2.0, 1.0, 0.0]))
+    result = fitter_for(FitConfig(weights="w")).fit(x, np.arange(4.0), np.array([1.0, 2.0, 1.0, 0.0]))
     assert result.status == Status.FAILED and "x is constant" in result.error and "positive weight" in result.error
 
 
@@ -116,7 +117,7 @@ def test_no_intercept_matches_statsmodels_ols(form: str) -> None:
     rng = np.random.default_rng(9)
     x = rng.uniform(1, 100, 300)
     y = 0.7 * x + rng.normal(0, 2, 300)
-    result = LineFitter(FitConfig(intercept=False, loss_form=form)).fit(x, y)
+    result = fitter_for(FitConfig(intercept=False, loss_form=form)).fit(x, y)
     ref = sm.OLS(y, x[:, None]).fit()
     assert result.status == Status.OK and result.b == 0.0
     assert result.w == pytest.approx(ref.params[0], rel=1e-12)
@@ -125,7 +126,7 @@ def test_no_intercept_matches_statsmodels_ols(form: str) -> None:
 
 
 def test_no_intercept_needs_only_a_nonzero_x() -> None:
-    fitter = LineFitter(FitConfig(intercept=False))
+    fitter = fitter_for(FitConfig(intercept=False))
     assert fitter.fit(np.full(5, 2.0), np.arange(5.0)).status == Status.OK
     zero = fitter.fit(np.zeros(5), np.arange(5.0))
     assert zero.status == Status.FAILED and "x is 0" in zero.error
@@ -154,7 +155,7 @@ def _scikit_learn_huber(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None
 @pytest.mark.parametrize("intercept", [True, False])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_huber_is_at_least_as_good_as_scikit_learn(intercept: bool, weighted: bool) -> None:
-    fitter = LineFitter(FitConfig(loss="huber", intercept=intercept, weights="w" if weighted else None))
+    fitter = fitter_for(FitConfig(loss="huber", intercept=intercept, weights="w" if weighted else None))
     for seed in range(4):
         x, y = _contaminated(seed, intercept=intercept)
         weights = np.random.default_rng(seed).uniform(0.5, 2, x.size) if weighted else None
@@ -178,8 +179,8 @@ def test_huber_resists_gross_outliers_where_least_squares_does_not() -> None:
     x = rng.uniform(0, 10, 400)
     y = 2 * x + 1 + rng.normal(0, 0.2, 400)
     y[:20] += 500  # sensor spikes
-    huber = LineFitter(FitConfig(loss="huber")).fit(x, y)
-    squared = LineFitter(FitConfig()).fit(x, y)
+    huber = fitter_for(FitConfig(loss="huber")).fit(x, y)
+    squared = fitter_for(FitConfig()).fit(x, y)
     assert abs(huber.w - 2) < 0.02 and abs(huber.b - 1) < 0.1
     assert abs(squared.b - 1) > 10
     assert huber.n_outliers >= 20
@@ -190,14 +191,14 @@ def test_huber_resists_gross_outliers_where_least_squares_does_not() -> None:
 
 
 def test_huber_on_an_exact_line_is_the_line_with_zero_scale() -> None:
-    result = LineFitter(FitConfig(loss="huber")).fit(np.arange(10.0), 3 * np.arange(10.0) + 2)
+    result = fitter_for(FitConfig(loss="huber")).fit(np.arange(10.0), 3 * np.arange(10.0) + 2)
     assert result.status == Status.OK and result.scale == 0.0 and result.n_outliers == 0
     assert result.w == pytest.approx(3.0, rel=1e-14) and result.b == pytest.approx(2.0, rel=1e-14)
 
 
 def test_huber_warm_start_from_the_answer_takes_few_steps() -> None:
     x, y = _contaminated(3)
-    fitter = LineFitter(FitConfig(loss="huber"))
+    fitter = fitter_for(FitConfig(loss="huber"))
     cold = fitter.fit_rows([(x, y)])[0]
     warm = fitter.fit_rows([(x, y)], [(cold.w, cold.b, cold.scale)])[0]
     assert warm.status == Status.OK and warm.steps < cold.steps / 4
