@@ -276,9 +276,43 @@ class LineFitter:
         rows: np.ndarray,
         starts: list[Start] | None,
     ) -> list[FitResult]:
-        exact = s.rest <= 0  # every row on one line: σ → 0, the line itself is the answer
+        """Fit the Huber loss; datasets whose rows lie exactly on a line are that line, with σ = 0."""
+        exact = s.rest <= 0  # σ → 0 has no positive minimum: the line itself is the answer
+        results: list[FitResult | None] = [None] * len(s)
+        w, b = s.back(s.target, np.zeros(len(s)), anchored=False)
+        r2 = squared_statistics(m, s, w, b).r2
+        for k in np.flatnonzero(exact).tolist():
+            results[k] = FitResult(
+                Status.OK, w=float(w[k]), b=float(b[k]), final_loss=0.0, r2=_value(r2[k]), steps=0, converged=True,
+                n_rows=int(m.n[k]), n_dropped=int(m.n_dropped[k]), scale=0.0, n_outliers=0,
+            )  # fmt: skip
+        todo = np.flatnonzero(~exact)
+        if not todo.size:
+            return results
+        if exact.any():  # keep only the other datasets' rows
+            lengths = np.diff(np.append(begins, u.size))
+            keep = np.repeat(~exact, lengths)
+            u, v, weight = u[keep], v[keep], weight[keep]
+            begins = np.cumsum(np.append(0, lengths[todo][:-1]))
+            m, s, rows = m.take(todo), s.take(todo), rows[todo]
+            starts = [starts[k] for k in todo.tolist()] if starts else None
+        for k, result in zip(todo.tolist(), self._huber_descent(m, s, u, v, weight, begins, rows, starts), strict=True):
+            results[k] = result
+        return results
+
+    def _huber_descent(
+        self,
+        m: Moments,
+        s: Scaling,
+        u: np.ndarray,
+        v: np.ndarray,
+        weight: np.ndarray,
+        begins: np.ndarray,
+        rows: np.ndarray,
+        starts: list[Start] | None,
+    ) -> list[FitResult]:
         a0, c0 = s.target.copy(), np.zeros(len(s))  # cold: from the least-squares line
-        sigma0 = np.sqrt(np.maximum(s.rest, 1e-12))
+        sigma0 = np.sqrt(s.rest)
         for k, start in enumerate(starts or []):
             if start is None or len(start) < 3 or not all(np.isfinite(v) for v in start[:3]) or start[2] <= 0:
                 continue
@@ -288,49 +322,26 @@ class LineFitter:
         outcome = self._descent.huber(u, v, weight, begins, (a0, c0, sigma0), s.standardized_frame(rows))
         a, c, sigma = outcome.params
         collapsing = sigma < 1e-6 * sigma0
-        a, c = np.where(exact, s.target, a), np.where(exact, 0.0, c)
-        sigma = np.where(exact, 0.0, sigma)
         w, b = s.back(a, c, anchored=False)
-        figures = huber_rows(
-            u, v, weight, begins, (a, c, np.where(exact, 1.0, sigma)), self.config.huber_epsilon, self.config.intercept
-        )
+        figures = huber_rows(u, v, weight, begins, (a, c, sigma), self.config.huber_epsilon, self.config.intercept)
         stats = squared_statistics(m, s, w, b)
         data_scale = s.spread_y * s.scale_y
-        results = []
-        for k in range(len(s)):
-            if exact[k]:
-                results.append(
-                    FitResult(
-                        Status.OK,
-                        w=float(w[k]),
-                        b=float(b[k]),
-                        final_loss=0.0,
-                        r2=_value(stats.r2[k]),
-                        steps=0,
-                        converged=True,
-                        n_rows=int(m.n[k]),
-                        n_dropped=int(m.n_dropped[k]),
-                        scale=0.0,
-                        n_outliers=0,
-                    )  # fmt: skip
-                )
-                continue
-            results.append(
-                self._result(
-                    m,
-                    k,
-                    outcome,
-                    w[k],
-                    b[k],
-                    figures.loss[k] * data_scale[k],
-                    figures.gradient[k],
-                    r2=stats.r2[k],
-                    scale=sigma[k] * data_scale[k],
-                    n_outliers=int(figures.outliers[k]),
-                    collapsing=bool(collapsing[k]),
-                )  # fmt: skip
-            )
-        return results
+        return [
+            self._result(
+                m,
+                k,
+                outcome,
+                w[k],
+                b[k],
+                figures.loss[k] * data_scale[k],
+                figures.gradient[k],
+                r2=stats.r2[k],
+                scale=sigma[k] * data_scale[k],
+                n_outliers=int(figures.outliers[k]),
+                collapsing=bool(collapsing[k]),
+            )  # fmt: skip
+            for k in range(len(s))
+        ]
 
     def _result(
         self, m: Moments, k: int, outcome: object, w: float, b: float, loss: float, gradient: float, **extra: object

@@ -196,6 +196,14 @@ def test_huber_on_an_exact_line_is_the_line_with_zero_scale() -> None:
     assert result.w == pytest.approx(3.0, rel=1e-14) and result.b == pytest.approx(2.0, rel=1e-14)
 
 
+def test_an_exact_line_never_holds_up_its_batch_mates() -> None:
+    x, y = _contaminated(5)
+    exact = (np.arange(10.0), 3 * np.arange(10.0) + 2)
+    first, second = fitter_for(FitConfig(loss="huber")).fit_rows([exact, (x, y)])
+    assert (first.status, first.steps, first.scale) == (Status.OK, 0, 0.0)
+    assert second.status == Status.OK and second.steps < 300
+
+
 def test_huber_warm_start_from_the_answer_takes_few_steps() -> None:
     x, y = _contaminated(3)
     fitter = fitter_for(FitConfig(loss="huber"))
