@@ -71,6 +71,7 @@ def build_report(table: Path, run_date: str | None = None, settings: ReportSetti
     loaded = samples.load_panels(worst + random_ok, manifest, settings.max_points, settings.seed)
     drawn = [(panel, charts.scatter_chart(panel)) for panel in loaded]
     max_steps = (((manifest or {}).get("options") or {}).get("fit") or {}).get("max_steps")
+    model = data.FitModel.from_manifest(manifest)
     parts = page.PageParts(
         run_date=folder.name.split("=", 1)[1],
         rows=rows,
@@ -79,7 +80,7 @@ def build_report(table: Path, run_date: str | None = None, settings: ReportSetti
         wall_time=data.wall_time(manifest, rows),
         problems=data.problems(rows),
         reasons=data.error_reasons(rows),
-        charts=charts.distribution_charts(rows, max_steps),
+        charts=charts.distribution_charts(rows, max_steps, model),
         worst=drawn[: len(worst)],
         random_ok=drawn[len(worst) :],
         comparison=comparison,
