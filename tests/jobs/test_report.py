@@ -262,8 +262,8 @@ def test_partition_written_before_robust_fits_still_renders(sample_table: Path, 
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert shown.returncode == 0 and shown.stderr == "", shown.stderr
-    header = shown.stdout.splitlines()[1].split()
-    assert "scale" not in header and "w_stderr" not in header and len(shown.stdout.splitlines()) == 1 + 2 + 58
+    header = shown.stdout.splitlines()[2].split()
+    assert "scale" not in header and "w_stderr" not in header and len(shown.stdout.splitlines()) == 2 + 2 + 58
 
 
 def test_sample_report_shows_the_run(sample_table: Path) -> None:
