@@ -11,6 +11,7 @@ pyarrow, and source files through :mod:`pipeline.read.parquet`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,8 @@ def build_report(table: Path, run_date: str | None = None, settings: ReportSetti
             old_run = (old_manifest or {}).get("run_id") or (old_rows[0]["run_id"] if old_rows else None)
             date = previous.name.split("=", 1)[1]
             comparison = data.compare(rows, old_rows, date, old_run, settings.change_threshold)
+            change = data.FitModel.from_manifest(manifest).differences(data.FitModel.from_manifest(old_manifest))
+            comparison = dataclasses.replace(comparison, fit_change=change)
     worst, random_ok = data.pick_panels(rows, settings.panels, settings.seed)
     loaded = samples.load_panels(worst + random_ok, manifest, settings.max_points, settings.seed)
     drawn = [(panel, charts.scatter_chart(panel)) for panel in loaded]

@@ -93,6 +93,19 @@ class FitModel:
         """The fitted model in words."""
         return "y = w·x + b" if self.intercept else "y = w·x, through the origin (b = 0)"
 
+    def differences(self, previous: FitModel) -> str:
+        """What changed from ``previous`` to this fit, in words ("" when nothing did)."""
+        changed = [
+            f"{name} {before} → {now}"
+            for name, before, now in (
+                ("loss", previous.describe_loss(), self.describe_loss()),
+                ("weights", previous.describe_weights(), self.describe_weights()),
+                ("model", previous.describe_model(), self.describe_model()),
+            )
+            if before != now
+        ]
+        return "; ".join(changed)
+
 
 def status_counts(rows: list[dict]) -> dict[str, int]:
     """Return the number of rows per status, every known status present (0 if none)."""
@@ -217,6 +230,8 @@ class Comparison:
         new: Dataset ids only in this partition, sorted.
         gone: Dataset ids only in the previous partition, sorted.
         common: How many datasets are in both.
+        fit_change: How the previous run's fit differs from this one's (loss, weights,
+            model), so its w, b are not like for like; "" when it is the same fit.
     """
 
     previous_date: str
@@ -227,6 +242,7 @@ class Comparison:
     new: list[str]
     gone: list[str]
     common: int
+    fit_change: str = ""
 
 
 def compare(

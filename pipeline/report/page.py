@@ -167,6 +167,7 @@ def _header(parts: PageParts) -> str:
     since = (
         f"vs run_date={_e(changes.previous_date)}: {len(changes.moved):,} moved, "
         f"{len(changes.status_changed):,} changed status, {len(changes.new):,} new, {len(changes.gone):,} gone"
+        + (" (the fit changed)" if changes.fit_change else "")
         if changes
         else "no earlier partition to compare with"
     )
@@ -334,6 +335,11 @@ def _changes(parts: PageParts) -> str:
         f"<p>Compared with run_date={_e(changes.previous_date)}{run}: {changes.common:,} datasets in both. "
         f"Moved means w or b changed by more than {changes.threshold * 100:g}% of its previous value.</p>"
     )
+    if changes.fit_change:
+        intro += (
+            f"<p class='note'>The fit itself changed ({_e(changes.fit_change)}): w and b are not like for like, "
+            "and moves below are expected.</p>"
+        )
     moved = _table(
         ("dataset", "status", "w before", "w now", "w change", "b before", "b now", "b change"),
         (

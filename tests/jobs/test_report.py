@@ -214,7 +214,9 @@ def test_huber_weighted_report_shows_the_model_errors_scale_and_outliers(huber_t
     assert len(fits) == 3 and all(re.search(r"\d+ outliers marked", alt) for alt in fits), fits
 
 
-def test_weighted_through_origin_report_lands_on_its_closed_form(robust_input: Path, tmp_path: Path) -> None:
+def test_weighted_through_origin_report_lands_on_its_closed_form(
+    robust_input: Path, huber_table: Path, tmp_path: Path
+) -> None:
     table = tmp_path / "table"
     done = run_job(
         "--input", str(robust_input), "--output", str(table), "--run_date", DATE, "--weight_column", "c",
@@ -231,6 +233,14 @@ def test_weighted_through_origin_report_lands_on_its_closed_form(robust_input: P
     gaps = [float(gap) for gap in re.findall(r"off by (\S+) rel", page.text["fits"])]
     assert len(gaps) == 3 and max(gaps) < 1e-9, gaps
     assert "weighted least squares through the origin" in page.text["fits"]
+    # a huber run the next day: its changes say the fit itself changed
+    shutil.copytree(huber_table / f"run_date={DATE}", table / "run_date=2026-01-02")
+    page = Page(build_report(table, None, ReportSettings(panels=1))[0])
+    assert "vs run_date=2026-01-01:" in page.text["summary"] and "(the fit changed)" in page.text["summary"]
+    assert (
+        "The fit itself changed (loss squared (least squares) → huber, ε = 1.35 (σ estimated jointly); "
+        "model y = w·x, through the origin (b = 0) → y = w·x + b)"
+    ) in page.text["changes"]
 
 
 def test_partition_written_before_robust_fits_still_renders(sample_table: Path, tmp_path: Path) -> None:
