@@ -34,8 +34,13 @@ run: $(VENV)/.run-deps
 	$(PY) -m jobs.show_results --table $(OUT)/parts --run_date $(RUN_DATE) --truth sample_data/truth.csv --layout parts
 	$(PY) -m jobs.fit_lines --input sample_data/long --output $(OUT)/long --group_by column:dataset --run_date $(RUN_DATE)
 	$(PY) -m jobs.show_results --table $(OUT)/long --run_date $(RUN_DATE) --truth sample_data/truth.csv --layout long
+	$(PY) -m jobs.fit_lines --input sample_data/weighted --output $(OUT)/weighted --weight_column weight --run_date $(RUN_DATE)
+	$(PY) -m jobs.show_results --table $(OUT)/weighted --run_date $(RUN_DATE) --truth sample_data/truth.csv --layout weighted
+	$(PY) -m jobs.fit_lines --input sample_data/outliers --output $(OUT)/outliers --loss huber --run_date $(RUN_DATE)
+	$(PY) -m jobs.show_results --table $(OUT)/outliers --run_date $(RUN_DATE) --truth sample_data/truth.csv --layout outliers
 	$(PY) -m jobs.report --table $(OUT)/files --run_date $(RUN_DATE)
-	@echo "report of the files layout: open $(OUT)/files/run_date=$(RUN_DATE)/_report.html in a browser"
+	$(PY) -m jobs.report --table $(OUT)/outliers --run_date $(RUN_DATE)
+	@echo "reports: open $(OUT)/files/run_date=$(RUN_DATE)/_report.html and $(OUT)/outliers/run_date=$(RUN_DATE)/_report.html in a browser"
 
 test: $(VENV)/.test-deps
 	$(PY) -m pytest -q tests

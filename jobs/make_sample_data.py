@@ -1,4 +1,4 @@
-"""Deterministic sample data for tapefit: three input layouts and their known answers.
+"""Deterministic sample data for tapefit: three input layouts, robust and weighted fits, and their known answers.
 
 Usage: ``python -m jobs.make_sample_data [--out sample_data]``. A fixed seed makes the
 output byte-for-byte reproducible (for given pyarrow and numpy versions). Inputs are
@@ -16,10 +16,17 @@ Dozen TSV with its licence); everything else under ``OUT`` is rewritten:
 ``long/`` (``--group_by column:dataset``): one table in three files with columns
     ``dataset, x, y``: the 13 Datasaurus Dozen datasets and 5 synthetic keys, each
     spread over several files, plus 7 rows with a null key (in no dataset).
-``truth.csv``: per dataset id of every layout, the generating line (``true_w``,
-    ``true_b``, ``noise_sd``; empty when unknown), the closed-form least squares of the
-    stored valid rows (``lstsq_w``, ``lstsq_b``, ``repr``-exact; empty for datasets
-    that must fail), ``expected_status`` and a ``note``.
+``outliers/`` (``--group_by file``, for ``--loss huber``): ``spikes``, a line with 3% of
+    its y shifted up by 50–100 σ where x > 60 (sensor spikes): least squares is dragged
+    away from the generating line, Huber's fit is not.
+``weighted/`` (``--group_by file``, for ``--weight_column weight``): ``heteroscedastic``,
+    noise whose sd grows with x and a ``weight`` column of 1/variance, 4 of them null.
+``truth.csv``: per dataset id of every layout (``files``, ``parts``, ``long``,
+    ``outliers``, ``weighted``), the generating line (``true_w``, ``true_b``,
+    ``noise_sd``; empty when unknown or varying), the closed-form least squares of the
+    stored valid rows (``lstsq_w``, ``lstsq_b``, ``repr``-exact; empty for datasets that
+    must fail), weighted by ``weight_column`` when it names one, ``expected_status`` and
+    a ``note``.
 """
 
 from __future__ import annotations
@@ -37,13 +44,28 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-__all__ = ["NORRIS_B", "NORRIS_W", "SEED", "TRUTH_COLUMNS", "Line", "closed_form", "generate", "main"]
+__all__ = [
+    "LAYOUTS",
+    "NORRIS_B",
+    "NORRIS_W",
+    "SEED",
+    "TRUTH_COLUMNS",
+    "WEIGHT_COLUMN",
+    "Line",
+    "closed_form",
+    "generate",
+    "main",
+]
 
 SEED = 20260101
 NORRIS_W, NORRIS_B = 1.00211681802045, -0.262323073774029
-TRUTH_COLUMNS = ("layout", "dataset", "true_w", "true_b", "noise_sd", "lstsq_w", "lstsq_b", "expected_status", "note")
+TRUTH_COLUMNS = (
+    "layout", "dataset", "true_w", "true_b", "noise_sd", "lstsq_w", "lstsq_b", "weight_column", "expected_status",
+    "note",
+)  # fmt: skip
 REFERENCE_FILES = ("Norris.dat", "DatasaurusDozen-Long.tsv", "DatasaurusDozen.LICENSE.md")
-_GENERATED = ("files", "parts", "long", "truth.csv")
+LAYOUTS = ("files", "parts", "long", "outliers", "weighted")  # the generated folders, one per truth.csv layout
+WEIGHT_COLUMN = "weight"  # the weight column of weighted/
 _README = """\
 Sample input for `python -m jobs.fit_lines --input sample_data/files ...`: every *.parquet
 below is one dataset, id = its path here without ".parquet"; broken/ must fail. The job
@@ -91,20 +113,37 @@ def _random_line(rng: np.random.Generator, exponent: float) -> Line:
     return Line(w, b, _sig(abs(w) * scale * 10.0 ** rng.uniform(-3.0, -0.5), 3), scale)
 
 
-def closed_form(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def closed_form(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
     """Least-squares (w, b) of the rows where x and y are finite, centred in float64.
 
-    Every sum is ``math.fsum`` (correctly rounded), not BLAS, so truth.csv comes out
-    the same on every CPU.
+    With ``weights`` c, weighted least squares (minimizing Σcᵢ(yᵢ − w·xᵢ − b)²) over
+    the rows whose weight is finite and ≥ 0, as the job keeps them. Every sum is
+    ``math.fsum`` (correctly rounded), not BLAS, so truth.csv comes out the same on
+    every CPU.
     """
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     keep = np.isfinite(x) & np.isfinite(y)
+    if weights is not None:
+        c = np.asarray(weights, np.float64)
+        keep &= np.isfinite(c) & (c >= 0)
+        return _weighted_form(x[keep], y[keep], c[keep])
     x, y = x[keep], y[keep]
     mean_x, mean_y = math.fsum(x) / x.size, math.fsum(y) / y.size
     mean_x += math.fsum(x - mean_x) / x.size
     mean_y += math.fsum(y - mean_y) / y.size
     dx = x - mean_x
     w = math.fsum(dx * (y - mean_y)) / math.fsum(dx * dx)
+    return w, mean_y - w * mean_x
+
+
+def _weighted_form(x: np.ndarray, y: np.ndarray, c: np.ndarray) -> tuple[float, float]:
+    """Weighted least squares of valid rows, with weighted means corrected once (``fsum`` sums)."""
+    total = math.fsum(c)
+    mean_x, mean_y = math.fsum(c * x) / total, math.fsum(c * y) / total
+    mean_x += math.fsum(c * (x - mean_x)) / total
+    mean_y += math.fsum(c * (y - mean_y)) / total
+    dx = x - mean_x
+    w = math.fsum(c * dx * (y - mean_y)) / math.fsum(c * dx * dx)
     return w, mean_y - w * mean_x
 
 
@@ -118,13 +157,15 @@ def _stored_xy(tables: list[pa.Table]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(x), np.concatenate(y)
 
 
-def _truth(layout: str, dataset: str, xy: tuple | None, line: Line | None, note: str) -> list[str]:
-    """One truth.csv row; ``xy`` is None for a dataset that must fail."""
+def _truth(
+    layout: str, dataset: str, xy: tuple | None, line: Line | None, note: str, weight_column: str = ""
+) -> list[str]:
+    """One truth.csv row; ``xy`` is None for a dataset that must fail, else x, y (and the weights)."""
     fit = closed_form(*xy) if xy is not None else None
-    values = (line.w, line.b, line.noise_sd) if line else (None, None, None)
+    values = (line.w, line.b, line.noise_sd or None) if line else (None, None, None)
     numbers = [*values, *(fit or (None, None))]
     cells = ["" if value is None else repr(float(value)) for value in numbers]
-    return [layout, dataset, *cells, "ok" if fit else "failed", note]
+    return [layout, dataset, *cells, weight_column, "ok" if fit else "failed", note]
 
 
 def _write(table: pa.Table, path: Path) -> None:
@@ -267,8 +308,38 @@ def _long(rng: np.random.Generator, root: Path) -> list[list[str]]:
     return [_truth("long", key, data[key], lines.get(key), notes[key]) for key in sorted(data)]
 
 
+def _outliers(rng: np.random.Generator, root: Path) -> list[list[str]]:
+    """``outliers/spikes``: a clean line whose sensor spikes (3% of y, +50–100 σ while x > 60) drag least squares."""
+    line = Line(0.8, 5.0, 1.0, 50.0, 50.0)
+    x, y = line.sample(rng, 1000)
+    spikes = np.sort(rng.choice(np.flatnonzero(x > 60.0), 30, replace=False))
+    y[spikes] += line.noise_sd * rng.uniform(50.0, 100.0, spikes.size)
+    _write(_xy_table(x, y), root / "spikes.parquet")
+    note = "1000 rows; 30 (3%) y shifted up by 50–100 σ where x > 60 (sensor spikes): lstsq_* is dragged, huber is not"
+    return [_truth("outliers", "spikes", (x, y), line, note)]
+
+
+def _weighted(rng: np.random.Generator, root: Path) -> list[list[str]]:
+    """``weighted/heteroscedastic``: noise sd 0.2 + 0.1·x, weights 1/variance (4 null: dropped)."""
+    line = Line(1.5, -4.0, 0.0, 25.0, 25.0)
+    x = line.offset + line.scale * rng.uniform(-1.0, 1.0, 600)
+    sd = 0.2 + 0.1 * x
+    y = line.w * x + line.b + sd * rng.normal(0.0, 1.0, x.size)
+    weight = 1.0 / (sd * sd)
+    unknown = np.isin(np.arange(x.size), rng.choice(x.size, 4, replace=False))
+    table = pa.table({"x": pa.array(x), "y": pa.array(y), WEIGHT_COLUMN: pa.array(weight, mask=unknown)})
+    _write(table, root / "heteroscedastic.parquet")
+    ols_w, ols_b = closed_form(x[~unknown], y[~unknown])
+    note = (
+        f"600 rows; noise sd 0.2 + 0.1·x (0.2 to 5.2); {WEIGHT_COLUMN} = 1/sd², null on 4 rows (dropped); "
+        f"lstsq_* weighted; unweighted least squares w={ols_w!r} b={ols_b!r}"
+    )
+    stored = np.where(unknown, np.nan, weight)
+    return [_truth("weighted", "heteroscedastic", (x, y, stored), line, note, WEIGHT_COLUMN)]
+
+
 def generate(out: Path) -> list[list[str]]:
-    """Rewrite ``files/``, ``parts/``, ``long/`` and ``truth.csv`` under ``out``.
+    """Rewrite the layouts' folders (:data:`LAYOUTS`) and ``truth.csv`` under ``out``.
 
     Args:
         out: The sample data folder; its ``reference/`` subfolder must hold the
@@ -283,7 +354,7 @@ def generate(out: Path) -> list[list[str]]:
     missing = [name for name in REFERENCE_FILES if not (out / "reference" / name).is_file()]
     if missing:
         raise FileNotFoundError(f"missing {', '.join(missing)} in {out / 'reference'} (copy them from reference-data)")
-    for name in _GENERATED[:3]:
+    for name in LAYOUTS:
         shutil.rmtree(out / name, ignore_errors=True)
     (out / "truth.csv").unlink(missing_ok=True)
     rng = np.random.default_rng(SEED)
@@ -291,6 +362,8 @@ def generate(out: Path) -> list[list[str]]:
     rows = _good_files(rng, files) + _broken_files(rng, files)
     (files / "README.txt").write_text(_README, encoding="utf-8")
     rows = sorted(rows, key=lambda row: row[1]) + _parts(rng, out / "parts") + _long(rng, out / "long")
+    robust = np.random.default_rng([SEED, 1])  # a stream of its own: the older layouts stay as they were
+    rows += _outliers(robust, out / "outliers") + _weighted(robust, out / "weighted")
     with (out / "truth.csv").open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(TRUTH_COLUMNS)
@@ -308,9 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as error:
         print(f"make_sample_data: error: {error}", file=sys.stderr)
         return 2
-    paths = [out / "truth.csv", *(path for name in _GENERATED[:3] for path in (out / name).rglob("*"))]
+    paths = [out / "truth.csv", *(path for name in LAYOUTS for path in (out / name).rglob("*"))]
     size = sum(path.stat().st_size for path in paths if path.is_file())
-    counts = {layout: sum(row[0] == layout for row in rows) for layout in ("files", "parts", "long")}
+    counts = {layout: sum(row[0] == layout for row in rows) for layout in LAYOUTS}
     print(f"wrote {out}: " + ", ".join(f"{n} {layout} datasets" for layout, n in counts.items()) + f"; {size:,} bytes")
     return 0
 

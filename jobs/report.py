@@ -5,10 +5,12 @@ Usage::
     tapefit report --table TABLE_DIR [--run_date YYYY-MM-DD] [--out report.html]
     python -m jobs.report --table TABLE_DIR ...
 
-The page shows the run (date, id, options, versions, counts per status, wall time),
-histograms of w, b, final_loss, r² and steps, the failed / diverged / not-converged
-datasets with their errors, scatters of the worst and of random ok fits with the
-closed-form line, and what changed since the previous partition. ``--run_date``
+The page shows the run (date, id, loss, weights, model, options, versions, counts per
+status, wall time), histograms of w, b, final_loss, r² and steps, the failed /
+diverged / not-converged datasets with their errors, scatters of the worst and of
+random ok fits with the fit's closed-form line (least squares for comparison under
+``--loss huber``, whose outliers are marked), standard errors and scale, and what
+changed since the previous partition. ``--run_date``
 defaults to the latest partition; ``--out`` to ``TABLE_DIR/run_date=D/_report.html``
 (readers of the table skip ``_`` names, and a rerun of that date replaces it with
 the partition). Needs matplotlib: ``pip install 'tapefit[report]'``.

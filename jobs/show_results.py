@@ -3,14 +3,18 @@
 Usage::
 
     python -m jobs.show_results --table TABLE_DIR [--run_date YYYY-MM-DD]
-                                [--truth sample_data/truth.csv [--layout files|parts|long]]
+                                [--truth sample_data/truth.csv [--layout LAYOUT]]
 
 Reads ``TABLE_DIR/run_date=D/*.parquet`` (the latest ``run_date=*`` when ``--run_date``
-is omitted) with pyarrow, prints the manifest's counts, then one line per dataset
-sorted by id. With ``--truth`` (see :mod:`jobs.make_sample_data`) the closed-form and
-true w, b are shown beside each fit, statuses are checked against the expected ones,
-and the last line gives the largest |w − lstsq_w|/(1+|lstsq_w|) over ``ok`` datasets.
-The layout defaults to the one the manifest's ``group_by`` implies.
+is omitted) with pyarrow, prints the manifest's counts and fit, then one line per
+dataset sorted by id. ``w_stderr``, ``b_stderr``, ``scale`` and ``n_outliers`` are
+shown when some row has them (partitions written before they existed have none;
+``n_outliers`` only Huber fits). With ``--truth`` (see :mod:`jobs.make_sample_data`)
+the closed-form and true w, b are shown beside each fit, statuses are checked against
+the expected ones, and the last line gives the largest |w − lstsq_w|/(1+|lstsq_w|) over
+``ok`` datasets whose closed form is the run's own (the same weights, an intercept, the
+squared loss); for a Huber run, how far its lines and least squares lie from the true
+ones. The layout defaults to the one the manifest's ``group_by`` implies.
 Exit status: 0, or 2 with one line on stderr when the table, partition or truth file
 does not exist.
 """
@@ -24,6 +28,7 @@ import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.report.data import FitModel
 from pipeline.table.partitions import MissingError, find_partition, load_partition
 
 __all__ = [
@@ -47,12 +52,17 @@ def load_truth(path: Path, layout: str) -> dict[str, dict[str, str]]:
     """Return truth.csv's rows of one layout, keyed by dataset id.
 
     Raises:
-        MissingError: if the file does not exist.
+        MissingError: if the file does not exist or has no row of that layout.
     """
     if not path.is_file():
         raise MissingError(f"no such truth file: {path}")
     with path.open(encoding="utf-8", newline="") as handle:
-        return {row["dataset"]: row for row in csv.DictReader(handle) if row["layout"] == layout}
+        rows = list(csv.DictReader(handle))
+    found = {row["dataset"]: row for row in rows if row["layout"] == layout}
+    if not found:
+        layouts = ", ".join(dict.fromkeys(row["layout"] for row in rows)) or "none"
+        raise MissingError(f"no rows of layout {layout!r} in {path} (layouts: {layouts})")
+    return found
 
 
 def _width(text: str) -> int:
@@ -67,12 +77,12 @@ def _pad(text: str, width: int, right: bool) -> str:
     return fill + text if right else text + fill
 
 
-def _number(value: float | int | str | None) -> str:
+def _number(value: float | int | str | None, digits: int = 6) -> str:
     if value is None or value == "":
         return ""
     if isinstance(value, int):
         return str(value)
-    return f"{float(value):.6g}"
+    return f"{float(value):.{digits}g}"
 
 
 def display_id(dataset: str) -> str:
@@ -98,26 +108,44 @@ def _short(text: str | None) -> str:
     return text if len(text) <= ERROR_WIDTH else text[: ERROR_WIDTH - 1] + "…"
 
 
-def _columns(with_truth: bool) -> list[tuple[str, Callable[[dict, dict], str], bool]]:
-    """(header, cell(row, truth_row), right-aligned) for every printed column."""
+# Columns appended to the table with robust and weighted fits: (name, significant digits).
+# Shown only when some row has a value: partitions written before lack them, and each
+# fit fills only some (no standard errors for Huber, no outlier count for least squares).
+_NEW_COLUMNS = {"w_stderr": 2, "b_stderr": 2, "scale": 4, "n_outliers": 0}
 
-    def result(name: str) -> Callable[[dict, dict], str]:
-        return lambda row, _: _number(row[name])
+
+def _columns(
+    with_truth: bool, present: frozenset[str] = frozenset(), model: FitModel | None = None
+) -> list[tuple[str, Callable[[dict, dict], str], bool]]:
+    """(header, cell(row, truth_row), right-aligned) for every printed column.
+
+    Args:
+        with_truth: Whether truth.csv's closed-form and true w, b are shown.
+        present: Which of :data:`_NEW_COLUMNS` to show.
+        model: The run's fit (under Huber the closed-form columns are least squares, for comparison).
+    """
+
+    def result(name: str, digits: int = 6) -> Callable[[dict, dict], str]:
+        return lambda row, _: _number(row.get(name), digits)
 
     def known(name: str) -> Callable[[dict, dict], str]:
         return lambda _, truth: _number(truth.get(name))
 
+    closed = "closed form" if (model or FitModel()).exact else "lstsq"
     columns = [
         ("dataset", lambda row, _: display_id(row["dataset"]), False),
         ("status", lambda row, _: row["status"], False),
     ]
     for param in ("w", "b"):
         columns.append((param, result(param), True))
+        if f"{param}_stderr" in present:
+            columns.append((f"{param}_stderr", result(f"{param}_stderr", 2), True))
         if with_truth:
             columns += [
-                (f"{param} closed form", known(f"lstsq_{param}"), True),
+                (f"{param} {closed}", known(f"lstsq_{param}"), True),
                 (f"{param} true", known(f"true_{param}"), True),
             ]
+    columns += [(name, result(name, _NEW_COLUMNS[name]), True) for name in ("scale", "n_outliers") if name in present]
     columns += [(name, result(name), True) for name in ("final_loss", "r2", "steps", "n_rows", "n_dropped")]
     columns.append(("error", lambda row, _: _short(row["error"]), False))
     return columns
@@ -135,8 +163,44 @@ def _counts_line(manifest: dict | None, folder: Path) -> str:
     )
 
 
-def _truth_lines(rows: list[dict], truth: dict[str, dict[str, str]]) -> list[str]:
-    """Coverage and status checks, then the worst relative deviation from closed form."""
+def _gap(value: float, known: str) -> float:
+    return abs(value - float(known)) / (1.0 + abs(float(known)))
+
+
+def _largest(rows: list[dict], truth: dict[str, dict[str, str]], column: str, fitted: bool) -> dict:
+    """Per parameter, the largest relative gap ``(gap, dataset)`` between a fit and ``column``'s truth.
+
+    ``fitted`` compares the row's w, b; otherwise truth.csv's own lstsq_w, lstsq_b (least squares).
+    """
+    worst = {}
+    for param in ("w", "b"):
+        gaps = [
+            (_gap(row[param] if fitted else float(truth[row["dataset"]][f"lstsq_{param}"]), known), row["dataset"])
+            for row in rows
+            if (known := truth[row["dataset"]].get(f"{column}_{param}"))
+        ]
+        worst[param] = max(gaps) if gaps else None
+    return worst
+
+
+def _comparable(rows: list[dict], truth: dict[str, dict[str, str]], model: FitModel) -> tuple[list[dict], str]:
+    """The ok rows whose truth.csv closed form is this run's own, and why others are left out ("" if none)."""
+    ok = [row for row in rows if row["status"] == "ok" and truth.get(row["dataset"], {}).get("lstsq_w")]
+    if not model.exact:
+        return [], f"loss {model.loss} has no closed form; the lstsq columns are least squares, for comparison"
+    if not model.intercept:
+        return [], "the run fitted through the origin; truth.csv's closed form has an intercept"
+    run = model.weights or ""
+    same = [row for row in ok if truth[row["dataset"]].get("weight_column", "") == run]
+    other = len(ok) - len(same)
+    using = f"column {run!r}" if run else "none"
+    message = f"{other} ok dataset(s) not compared: truth.csv weighs their closed form differently (this run: {using})"
+    return same, message if other else ""
+
+
+def _truth_lines(rows: list[dict], truth: dict[str, dict[str, str]], model: FitModel | None = None) -> list[str]:
+    """Coverage and status checks, then the worst relative gap from the closed form (for Huber: from the truth)."""
+    model = model or FitModel()
     lines = []
     ids = {row["dataset"] for row in rows}
     for label, names in (
@@ -156,38 +220,48 @@ def _truth_lines(rows: list[dict], truth: dict[str, dict[str, str]]) -> list[str
         if wrong
         else "every status is as expected"
     )
-    worst = {}
-    for param in ("w", "b"):
-        gaps = [
-            (abs(row[param] - float(known)) / (1.0 + abs(float(known))), row["dataset"])
-            for row in rows
-            if row["status"] == "ok" and (known := truth.get(row["dataset"], {}).get(f"lstsq_{param}"))
-        ]
-        worst[param] = (max(gaps), len(gaps)) if gaps else None
-    if worst["w"] is None:
-        lines.append("no ok dataset with a closed-form answer to compare")
-    else:
-        (gap_w, name_w), count = worst["w"]
-        (gap_b, name_b), _ = worst["b"]
-        name_w, name_b = display_id(name_w), display_id(name_b)
+    same, left_out = _comparable(rows, truth, model)
+    if left_out:
+        lines.append(left_out)
+    worst = _largest(same, truth, "lstsq", fitted=True)
+    if worst["w"] is not None:
+        (gap_w, name_w), (gap_b, name_b) = worst["w"], worst["b"]
         lines.append(
-            f"largest |w − lstsq_w|/(1+|lstsq_w|) over {count} ok datasets: {gap_w:.3g} ({name_w}); "
-            f"same for b: {gap_b:.3g} ({name_b})"
+            f"largest |w − lstsq_w|/(1+|lstsq_w|) over {len(same)} ok datasets: {gap_w:.3g} ({display_id(name_w)}); "
+            f"same for b: {gap_b:.3g} ({display_id(name_b)})"
         )
+    elif model.exact:
+        lines.append("no ok dataset with a closed-form answer to compare")
+    if not model.exact:
+        known = [row for row in rows if row["status"] == "ok" and truth.get(row["dataset"], {}).get("true_w")]
+        fit, least = _largest(known, truth, "true", fitted=True), _largest(known, truth, "true", fitted=False)
+        if fit["w"] is None or least["w"] is None:
+            lines.append("no ok dataset with a known generating line to compare")
+        else:
+            lines.append(
+                f"largest |w − true_w|/(1+|true_w|) over {len(known)} ok datasets with a known line: "
+                f"{model.loss} {fit['w'][0]:.3g} ({display_id(fit['w'][1])}), least squares {least['w'][0]:.3g} "
+                f"({display_id(least['w'][1])}); same for b: {model.loss} {fit['b'][0]:.3g}, "
+                f"least squares {least['b'][0]:.3g}"
+            )
     return lines
 
 
-def render(rows: list[dict], truth: dict[str, dict[str, str]] | None = None) -> list[str]:
+def render(
+    rows: list[dict], truth: dict[str, dict[str, str]] | None = None, model: FitModel | None = None
+) -> list[str]:
     """Return the table's lines (header, rule, one per row), plus truth checks if given.
 
     Args:
         rows: Output rows as dicts, in the order to print.
         truth: truth.csv rows keyed by dataset id, or None to show results only.
+        model: The run's fit (:meth:`FitModel.from_manifest`); least squares if None.
 
     Returns:
         The lines to print, without newlines.
     """
-    columns = _columns(truth is not None)
+    present = frozenset(name for name in _NEW_COLUMNS if any(row.get(name) is not None for row in rows))
+    columns = _columns(truth is not None, present, model)
     cells = [[cell(row, (truth or {}).get(row["dataset"], {})) for _, cell, _ in columns] for row in rows]
     widths = [max([_width(header)] + [_width(line[i]) for line in cells]) for i, (header, _, _) in enumerate(columns)]
     lines = [
@@ -203,7 +277,7 @@ def render(rows: list[dict], truth: dict[str, dict[str, str]] | None = None) -> 
             ).rstrip()
         )
     if truth is not None:
-        lines += _truth_lines(rows, truth)
+        lines += _truth_lines(rows, truth, model)
     return lines
 
 
@@ -224,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run_date", help="Partition to show, YYYY-MM-DD (default: the latest).")
     parser.add_argument("--truth", help="A truth.csv with known answers (from jobs.make_sample_data).")
     parser.add_argument(
-        "--layout", choices=sorted(_LAYOUTS.values()), help="truth.csv rows to use (default: from manifest)."
+        "--layout",
+        help="truth.csv rows to use: files, parts, long, weighted, outliers (default: from the manifest's group_by).",
     )
     args = parser.parse_args(argv)
     try:
@@ -234,8 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     except MissingError as error:
         print(f"show_results: error: {error}", file=sys.stderr)
         return 2
+    model = FitModel.from_manifest(manifest)
     print(_counts_line(manifest, folder))
-    print("\n".join(render(rows, truth)))
+    if manifest is not None:
+        print(f"fit: loss {model.describe_loss()} · weights {model.describe_weights()} · {model.describe_model()}")
+    print("\n".join(render(rows, truth, model)))
     return 0
 
 

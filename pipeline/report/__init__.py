@@ -11,6 +11,7 @@ pyarrow, and source files through :mod:`pipeline.read.parquet`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,10 +68,13 @@ def build_report(table: Path, run_date: str | None = None, settings: ReportSetti
             old_run = (old_manifest or {}).get("run_id") or (old_rows[0]["run_id"] if old_rows else None)
             date = previous.name.split("=", 1)[1]
             comparison = data.compare(rows, old_rows, date, old_run, settings.change_threshold)
+            change = data.FitModel.from_manifest(manifest).differences(data.FitModel.from_manifest(old_manifest))
+            comparison = dataclasses.replace(comparison, fit_change=change)
     worst, random_ok = data.pick_panels(rows, settings.panels, settings.seed)
     loaded = samples.load_panels(worst + random_ok, manifest, settings.max_points, settings.seed)
     drawn = [(panel, charts.scatter_chart(panel)) for panel in loaded]
     max_steps = (((manifest or {}).get("options") or {}).get("fit") or {}).get("max_steps")
+    model = data.FitModel.from_manifest(manifest)
     parts = page.PageParts(
         run_date=folder.name.split("=", 1)[1],
         rows=rows,
@@ -79,7 +83,7 @@ def build_report(table: Path, run_date: str | None = None, settings: ReportSetti
         wall_time=data.wall_time(manifest, rows),
         problems=data.problems(rows),
         reasons=data.error_reasons(rows),
-        charts=charts.distribution_charts(rows, max_steps),
+        charts=charts.distribution_charts(rows, max_steps, model),
         worst=drawn[: len(worst)],
         random_ok=drawn[len(worst) :],
         comparison=comparison,

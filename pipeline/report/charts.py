@@ -15,15 +15,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipeline.report.data import FitModel
 from pipeline.report.samples import Panel
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["COLOURS", "Chart", "distribution_charts", "scatter_chart"]
+__all__ = ["COLOURS", "OUTLIER_COLOUR", "Chart", "distribution_charts", "scatter_chart"]
 
 COLOURS = {"ok": "#2e7d32", "not_converged": "#ef8f00", "diverged": "#8e24aa", "failed": "#c62828"}
+OUTLIER_COLOUR = "#ff6d00"  # Huber outliers in the scatter panels (orange, apart from every status colour)
 _NUMERIC_STATUSES = ("ok", "not_converged", "diverged")
 _DPI = 100
 
@@ -171,12 +173,19 @@ def _steps_histogram(axes: Axes, values: dict[str, np.ndarray], max_steps: int |
     axes.set_title(f"gradient-descent steps (n = {size}{', ' + detail if detail else ''})", fontsize=9)
 
 
-def distribution_charts(rows: list[dict], max_steps: int | None) -> list[Chart]:
+def _loss_title(model: FitModel) -> str:
+    if model.loss == "huber":
+        return "final loss (Huber objective per unit weight)"
+    return "final loss (weighted mean squared error)" if model.weights else "final loss (mean squared error)"
+
+
+def distribution_charts(rows: list[dict], max_steps: int | None, model: FitModel | None = None) -> list[Chart]:
     """Return histograms of w, b, final_loss (log), r² and steps, stacked by status.
 
     Args:
         rows: The partition's rows (failed rows have no numbers and are left out).
         max_steps: The run's ``--max_steps``, marked on the steps chart, if known.
+        model: The fit (it names the final loss); least squares if None.
 
     Returns:
         One chart each, in that order.
@@ -185,7 +194,7 @@ def distribution_charts(rows: list[dict], max_steps: int | None) -> list[Chart]:
     for column, title in (
         ("w", "slope w"),
         ("b", "intercept b"),
-        ("final_loss", "final loss (mean squared error)"),
+        ("final_loss", _loss_title(model or FitModel())),
         ("r2", "r²"),
         ("steps", "gradient-descent steps"),
     ):
@@ -214,29 +223,47 @@ def distribution_charts(rows: list[dict], max_steps: int | None) -> list[Chart]:
 
 
 def scatter_chart(panel: Panel) -> Chart | None:
-    """Return a scatter of the panel's points with the fitted and the closed-form lines, or None without points."""
+    """Return a scatter of the panel's points with the fitted and the reference lines, or None without points.
+
+    Huber fits draw their outliers (``|r| > ε·σ``) in :data:`OUTLIER_COLOUR`, with a legend entry.
+    """
     if not panel.x.size:
         return None
     from matplotlib.ticker import MaxNLocator
 
-    row = panel.row
+    row, model = panel.row, panel.model
     figure = _figure(3.6, 2.6)
     axes = figure.subplots()
-    axes.scatter(panel.x, panel.y, s=5, alpha=0.35, color="#607d8b", linewidths=0, label=f"data ({panel.x.size:,})")
+    inside, outside = ~panel.outliers, panel.outliers
+    axes.scatter(
+        panel.x[inside], panel.y[inside], s=5, alpha=0.35, color="#607d8b", linewidths=0,
+        label=f"data ({int(inside.sum()):,})",
+    )  # fmt: skip
+    marked = int(outside.sum())
+    if marked:
+        axes.scatter(
+            panel.x[outside], panel.y[outside], s=9, alpha=0.8, color=OUTLIER_COLOUR, linewidths=0,
+            label=f"|r| > {model.epsilon:g}·σ ({marked:,})",
+        )  # fmt: skip
     span = np.array([panel.x.min(), panel.x.max()])
     if row["w"] is not None and row["b"] is not None:
         colour = COLOURS.get(row["status"], "#1565c0")
-        axes.plot(span, row["w"] * span + row["b"], color=colour, linewidth=3.5, alpha=0.75, label="tapefit fit")
+        label = "tapefit fit" + (f" ({model.loss})" if not model.exact else "")
+        axes.plot(span, row["w"] * span + row["b"], color=colour, linewidth=3.5, alpha=0.75, label=label)
         low, high = float(panel.y.min()), float(panel.y.max())
         pad = 0.1 * (high - low or abs(high) or 1.0)
         axes.set_ylim(low - pad, high + pad)  # a wild line must not flatten the data
     if panel.optimum is not None:  # drawn last, thin and dashed: it shows through a fit that landed on it
         w, b = panel.optimum
-        axes.plot(span, w * span + b, color="black", linestyle=(0, (3, 2)), linewidth=1.2, label="closed form")
+        label = "closed form" if model.exact else "least squares"
+        axes.plot(span, w * span + b, color="black", linestyle=(0, (3, 2)), linewidth=1.2, label=label)
     axes.xaxis.set_major_locator(MaxNLocator(5))
     axes.legend(fontsize=7, frameon=False, loc="best", markerscale=2)
     axes.tick_params(labelsize=7)
     name = row["dataset"] if len(row["dataset"]) <= 44 else row["dataset"][:43] + "…"
     axes.set_title(name, fontsize=9)
-    alt = f"scatter of {row['dataset']} with the fitted line and the closed-form line"
+    reference = "the closed-form line" if model.exact else "the least-squares line for comparison"
+    alt = f"scatter of {row['dataset']} with the fitted line and {reference}"
+    if model.loss == "huber":
+        alt += f"; {marked:,} outliers marked"
     return Chart(row["dataset"], alt, _png_uri(figure))

@@ -18,6 +18,7 @@ __all__ = [
     "STATUSES",
     "Change",
     "Comparison",
+    "FitModel",
     "compare",
     "error_reasons",
     "explain",
@@ -30,6 +31,80 @@ __all__ = [
 
 STATUSES = ("ok", "not_converged", "diverged", "failed")
 PROBLEM_STATUSES = ("failed", "diverged", "not_converged")
+
+
+@dataclass(frozen=True)
+class FitModel:
+    """What was fitted, as the manifest's ``options.fit`` records it.
+
+    A manifest written before robust and weighted fits existed lacks these keys: its
+    fits were least squares, unweighted, with an intercept, which are the defaults.
+
+    Attributes:
+        loss: ``"squared"`` or ``"huber"``.
+        epsilon: Huber's ε (residuals beyond ε·σ count linearly).
+        intercept: Whether b was fitted (False: y = w·x, b exactly 0).
+        weights: The row-weight column, or None when every row weighs 1.
+    """
+
+    loss: str = "squared"
+    epsilon: float = 1.35
+    intercept: bool = True
+    weights: str | None = None
+
+    @classmethod
+    def from_manifest(cls, manifest: dict | None) -> FitModel:
+        """The fit of a partition, from its manifest (the defaults when it records nothing)."""
+        fit = ((manifest or {}).get("options") or {}).get("fit") or {}
+        epsilon = fit.get("huber_epsilon")
+        return cls(
+            loss=str(fit.get("loss") or "squared"),
+            epsilon=float(epsilon) if isinstance(epsilon, int | float) else cls.epsilon,
+            intercept=fit.get("intercept") is not False,
+            weights=fit.get("weights") or None,
+        )
+
+    @property
+    def exact(self) -> bool:
+        """Whether the fit has a closed form (least squares) that the descent should land on."""
+        return self.loss == "squared"
+
+    @property
+    def reference(self) -> str:
+        """What the report's dashed line is: the fit's closed form, or least squares to compare with."""
+        if not self.exact:
+            return "least squares, for comparison"
+        kind = "weighted least squares" if self.weights else "least squares"
+        return kind + ("" if self.intercept else " through the origin")
+
+    def describe_loss(self) -> str:
+        """The loss in words, for the report's facts."""
+        if self.loss == "squared":
+            return "squared (least squares)"
+        if self.loss == "huber":
+            return f"huber, ε = {self.epsilon:g} (σ estimated jointly)"
+        return self.loss
+
+    def describe_weights(self) -> str:
+        """The row weights in words."""
+        return f"column {self.weights!r}" if self.weights else "none: every row weighs 1"
+
+    def describe_model(self) -> str:
+        """The fitted model in words."""
+        return "y = w·x + b" if self.intercept else "y = w·x, through the origin (b = 0)"
+
+    def differences(self, previous: FitModel) -> str:
+        """What changed from ``previous`` to this fit, in words ("" when nothing did)."""
+        changed = [
+            f"{name} {before} → {now}"
+            for name, before, now in (
+                ("loss", previous.describe_loss(), self.describe_loss()),
+                ("weights", previous.describe_weights(), self.describe_weights()),
+                ("model", previous.describe_model(), self.describe_model()),
+            )
+            if before != now
+        ]
+        return "; ".join(changed)
 
 
 def status_counts(rows: list[dict]) -> dict[str, int]:
@@ -155,6 +230,8 @@ class Comparison:
         new: Dataset ids only in this partition, sorted.
         gone: Dataset ids only in the previous partition, sorted.
         common: How many datasets are in both.
+        fit_change: How the previous run's fit differs from this one's (loss, weights,
+            model), so its w, b are not like for like; "" when it is the same fit.
     """
 
     previous_date: str
@@ -165,6 +242,7 @@ class Comparison:
     new: list[str]
     gone: list[str]
     common: int
+    fit_change: str = ""
 
 
 def compare(

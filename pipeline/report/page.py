@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pipeline.report.charts import COLOURS, Chart
-from pipeline.report.data import STATUSES, Comparison, explain
+from pipeline.report.data import STATUSES, Comparison, FitModel, explain
 from pipeline.report.samples import Panel
 
 __all__ = ["MAX_LISTED", "MAX_PROBLEMS", "PageParts", "render_page"]
@@ -130,6 +130,7 @@ def verdict(counts: dict[str, int]) -> str:
 def _header(parts: PageParts) -> str:
     manifest = parts.manifest or {}
     options = manifest.get("options") or {}
+    model = FitModel.from_manifest(manifest)
     total = max(1, sum(parts.counts.values()))
     bar = "".join(
         f'<span title="{_e(s)} {n}" style="width:{100 * n / total:.3f}%;background:{COLOURS.get(s, "#546e7a")}"></span>'
@@ -145,6 +146,9 @@ def _header(parts: PageParts) -> str:
         "input": manifest.get("input", "—"),
         "grouped by": options.get("group_by", "—"),
         "columns": f"x = {options.get('x_column', '?')}, y = {options.get('y_column', '?')}",
+        "loss": model.describe_loss(),
+        "weights": model.describe_weights(),
+        "model": model.describe_model(),
         "wall time": f"{seconds:,.1f} s ({how})" if seconds is not None else how,
         "rows used": _num(rows.get("used")),
         "rows dropped": f"{_num(rows.get('dropped'))} (null/NaN/inf)"
@@ -163,6 +167,7 @@ def _header(parts: PageParts) -> str:
     since = (
         f"vs run_date={_e(changes.previous_date)}: {len(changes.moved):,} moved, "
         f"{len(changes.status_changed):,} changed status, {len(changes.new):,} new, {len(changes.gone):,} gone"
+        + (" (the fit changed)" if changes.fit_change else "")
         if changes
         else "no earlier partition to compare with"
     )
@@ -235,20 +240,67 @@ def _gap(value: float | None, optimum: float | None) -> str:
     return f" (closed form {optimum:.6g}, off by {abs(value - optimum) / (1 + abs(optimum)):.2g} rel)"
 
 
+def _param(name: str, value: float | None, stderr: float | None, optimum: float | None, exact: bool) -> str:
+    """``w = 1.5 ± 0.01 (closed form 1.5, off by 1e-15 rel)``: the gap only where the closed form is the fit's."""
+    error = f" ± {_num(stderr)}" if stderr is not None and value is not None else ""
+    return f"{name} = {_num(value)}{error}{_gap(value, optimum) if exact else ''}"
+
+
+def _scale(panel: Panel) -> str | None:
+    """The fit's scale in words: the residual standard error, or Huber's σ and its outliers."""
+    row, model = panel.row, panel.model
+    scale, outliers = row.get("scale"), row.get("n_outliers")
+    if model.loss == "huber":
+        parts = [f"Huber σ {_num(scale)}"] if scale is not None else []
+        if outliers is not None:
+            parts.append(f"{outliers:,} outliers (|r| > {model.epsilon:g}·σ)")
+        return " · ".join(parts) or None
+    return f"residual SE {_num(scale)}" if scale is not None else None
+
+
 def _card(panel: Panel, chart: Chart | None) -> str:
-    row = panel.row
+    row, model = panel.row, panel.model
     colour = COLOURS.get(row["status"], "#546e7a")
     picture = f"<img src='{chart.uri}' alt='{_e(chart.alt)}'>" if chart else f"<p><b>{_e(row['dataset'])}</b></p>"
     optimum = panel.optimum or (None, None)
     lines = [
         f"{_badge(row['status'])} r² {_num(row['r2'])} · {_num(row['n_rows'])} rows · {_num(row['steps'])} steps",
-        f"w = {_e(_num(row['w']))}{_e(_gap(row['w'], optimum[0]))}",
-        f"b = {_e(_num(row['b']))}{_e(_gap(row['b'], optimum[1]))}",
+        _e(_param("w", row["w"], row.get("w_stderr"), optimum[0], model.exact)),
+        _e(
+            _param("b", row["b"], row.get("b_stderr"), optimum[1], model.exact)
+            if model.intercept or row["b"] is None
+            else "b = 0 (through the origin)"
+        ),
     ]
+    scale = _scale(panel)
+    if scale:
+        lines.append(_e(scale))
+    if not model.exact and panel.optimum is not None:
+        w, b = panel.optimum
+        lines.append(_e(f"{model.reference}: w = {w:.6g}, b = {b:.6g}"))
     if panel.note:
         lines.append(f"<span class='note'>{_e(panel.note)}</span>")
     text = "".join(f"<p>{line}</p>" for line in lines)
     return f"<div class='card' style='border-left-color:{colour}'>{picture}{text}</div>"
+
+
+def _fits_intro(model: FitModel) -> tuple[str, str]:
+    """The fits section's title and what its lines and colours mean, for this fit."""
+    points = (
+        "Points: the source data read again (a random sample of at most a few thousand). Solid line: tapefit's w, b."
+    )
+    weighted = f" with the weights of column {model.weights!r}, re-read with the data," if model.weights else ""
+    if model.exact:
+        return "Fits against the closed form", (
+            f"{points} Dashed black line: the exact {model.reference} optimum{weighted} computed in float64. "
+            "Where gradient descent landed right, the two lines coincide."
+        )
+    kind = ("weighted " if model.weights else "") + "least squares" + ("" if model.intercept else " through the origin")
+    return "Fits, with least squares for comparison", (
+        f"{points} Dashed black line: {kind}{weighted} for comparison only: the Huber objective has no closed "
+        "form, and where there are outliers the robust fit should differ from it. Orange points: outliers, "
+        f"|y − w·x − b| > ε·σ (ε = {model.epsilon:g}), the rows Huber's loss counts linearly."
+    )
 
 
 def _fits(parts: PageParts) -> str:
@@ -256,10 +308,9 @@ def _fits(parts: PageParts) -> str:
         body = "".join(_card(p, c) for p, c in cards) if cards else f"<p class='sub'>{empty}</p>"
         return f"<h3>{title}</h3><div class='grid'>{body}</div>"
 
+    title, intro = _fits_intro(FitModel.from_manifest(parts.manifest))
     return (
-        "<section id='fits'><h2>Fits against the closed form</h2><p class='sub'>Points: the source data read again "
-        "(a random sample of at most a few thousand). Solid line: tapefit's w, b. Dashed black line: the exact "
-        "least-squares optimum. Where gradient descent landed right, the two lines coincide.</p>"
+        f"<section id='fits'><h2>{_e(title)}</h2><p class='sub'>{_e(intro)}</p>"
         + grid(f"Worst fits by r² ({len(parts.worst)})", parts.worst, "No dataset has an r².")
         + grid(f"Random ok datasets ({len(parts.random_ok)})", parts.random_ok, "No other ok dataset.")
         + "</section>"
@@ -284,6 +335,11 @@ def _changes(parts: PageParts) -> str:
         f"<p>Compared with run_date={_e(changes.previous_date)}{run}: {changes.common:,} datasets in both. "
         f"Moved means w or b changed by more than {changes.threshold * 100:g}% of its previous value.</p>"
     )
+    if changes.fit_change:
+        intro += (
+            f"<p class='note'>The fit itself changed ({_e(changes.fit_change)}): w and b are not like for like, "
+            "and moves below are expected.</p>"
+        )
     moved = _table(
         ("dataset", "status", "w before", "w now", "w change", "b before", "b now", "b change"),
         (

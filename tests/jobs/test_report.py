@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
 import sys
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -141,6 +143,139 @@ def every_status_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return table
 
 
+def _spiky(rng: np.random.Generator, n: int, w: float, b: float) -> dict[str, np.ndarray]:
+    """A line with heteroscedastic noise (weights 1/variance) and 4% of y shifted up by 60–100 σ."""
+    x = rng.uniform(0, 20, n)
+    sd = 0.2 + 0.05 * x
+    y = w * x + b + rng.normal(0, 1, n) * sd
+    spikes = rng.choice(n, n // 25, replace=False)
+    y[spikes] += rng.uniform(60, 100, spikes.size) * sd[spikes]
+    return {"x": x, "y": y, "c": 1.0 / sd**2}
+
+
+@pytest.fixture(scope="module")
+def robust_input(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three weighted datasets with gross outliers, one without the weight column (must fail)."""
+    root = tmp_path_factory.mktemp("robust_in")
+    rng = np.random.default_rng(21)
+    for name, (w, b) in {"spiky/a": (1.5, 2.0), "spiky/b": (-0.5, 10.0), "spiky/c": (3.0, -4.0)}.items():
+        write_parquet(root / f"{name}.parquet", **_spiky(rng, 800, w, b))
+    write_parquet(root / "unweighted.parquet", x=[1.0, 2.0, 3.0], y=[1.0, 2.0, 3.5])
+    return root
+
+
+@pytest.fixture(scope="module")
+def huber_table(robust_input: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real --loss huber --weight_column c run of :func:`robust_input`."""
+    table = tmp_path_factory.mktemp("huber") / "table"
+    done = run_job(
+        "--input", str(robust_input), "--output", str(table), "--run_date", DATE, "--loss", "huber",
+        "--weight_column", "c",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return table
+
+
+def _card_texts(page: str) -> list[str]:
+    """The text of every fit panel's card (its picture's alt text first), one string each."""
+    cards = re.findall(r"<div class='card' style='border-left-color:[^']*'>(.*?)</div>", page.split("id='fits'")[1])
+    texts = [re.sub(r"<[^>]+>", " ", re.sub(r"<img [^>]*alt='([^']*)'>", r"\1 ", card)) for card in cards]
+    return [unescape(text) for text in texts]
+
+
+def test_huber_weighted_report_shows_the_model_errors_scale_and_outliers(huber_table: Path) -> None:
+    import statsmodels.api as sm
+
+    done = run_report("--table", str(huber_table), "--panels", "2")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    text = (huber_table / f"run_date={DATE}" / "_report.html").read_text(encoding="utf-8")
+    page = Page(text)
+    check_self_contained(page)
+    summary = page.text["summary"]
+    assert "huber, ε = 1.35 (σ estimated jointly)" in summary and "column 'c'" in summary
+    assert "y = w·x + b" in summary
+    rows, _ = load_partition(huber_table / f"run_date={DATE}")
+    fitted = {r["dataset"]: r for r in rows if r["status"] == "ok"}
+    assert sorted(fitted) == ["spiky/a", "spiky/b", "spiky/c"]
+    cards = _card_texts(text)
+    assert len(cards) == 3 and "off by" not in page.text["fits"] and "for comparison" in page.text["fits"]
+    for card in cards:
+        name = next(n for n in fitted if f"scatter of {n} " in card)
+        row = fitted[name]
+        assert f"Huber σ {row['scale']:.6g}" in card and f"{row['n_outliers']:,} outliers (|r| > 1.35·σ)" in card
+        assert "±" not in card  # no standard errors for huber
+        data = pq.read_table(Path(row["source"])).to_pydict()
+        x, y, c = (np.array(data[k]) for k in "xyc")
+        params = sm.WLS(y, np.column_stack([x, np.ones_like(x)]), weights=c).fit().params
+        shown = re.search(r"least squares, for comparison: w = (\S+), b = (\S+)", card)
+        assert shown and [float(v) for v in shown.groups()] == pytest.approx(params, rel=1e-5)
+        assert abs(row["w"] - params[0]) + abs(row["b"] - params[1]) > 0.1  # the spikes drag least squares
+    fits = [alt for section, _, alt in page.images if section == "fits"]
+    assert len(fits) == 3 and all(re.search(r"\d+ outliers marked", alt) for alt in fits), fits
+
+
+def test_weighted_through_origin_report_lands_on_its_closed_form(
+    robust_input: Path, huber_table: Path, tmp_path: Path
+) -> None:
+    table = tmp_path / "table"
+    done = run_job(
+        "--input", str(robust_input), "--output", str(table), "--run_date", DATE, "--weight_column", "c",
+        "--no_intercept",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    html, _ = build_report(table, None, ReportSettings(panels=3))
+    page = Page(html)
+    check_self_contained(page)
+    assert "squared (least squares)" in page.text["summary"] and "y = w·x, through the origin" in page.text["summary"]
+    cards = _card_texts(html)
+    assert len(cards) == 3 and all("b = 0 (through the origin)" in card for card in cards)
+    assert all(re.search(r"w = \S+ ± \S+ \(closed form", card) and "residual SE" in card for card in cards)
+    gaps = [float(gap) for gap in re.findall(r"off by (\S+) rel", page.text["fits"])]
+    assert len(gaps) == 3 and max(gaps) < 1e-9, gaps
+    assert "weighted least squares through the origin" in page.text["fits"]
+    # a huber run the next day: its changes say the fit itself changed
+    shutil.copytree(huber_table / f"run_date={DATE}", table / "run_date=2026-01-02")
+    page = Page(build_report(table, None, ReportSettings(panels=1))[0])
+    assert "vs run_date=2026-01-01:" in page.text["summary"] and "(the fit changed)" in page.text["summary"]
+    assert (
+        "The fit itself changed (loss squared (least squares) → huber, ε = 1.35 (σ estimated jointly); "
+        "model y = w·x, through the origin (b = 0) → y = w·x + b)"
+    ) in page.text["changes"]
+
+
+def test_partition_written_before_robust_fits_still_renders(sample_table: Path, tmp_path: Path) -> None:
+    """An old partition: the 15 columns of the first schema, a manifest without the new fit options."""
+    table = tmp_path / "table"
+    folder = table / f"run_date={DATE}"
+    folder.mkdir(parents=True)
+    new = sample_table / f"run_date={DATE}"
+    old_schema = pa.schema([SCHEMA.field(name) for name in SCHEMA.names[:15]])
+    assert old_schema.names[-1] == "reused_from" and "scale" not in old_schema.names
+    rows = pq.read_table(sorted(new.glob("*.parquet"))).select(old_schema.names).cast(old_schema)
+    pq.write_table(rows, folder / "part-0.parquet")
+    manifest = json.loads((new / "_manifest.json").read_text(encoding="utf-8"))
+    for key in ("loss", "huber_epsilon", "intercept", "weights", "loss_form"):
+        del manifest["options"]["fit"][key]
+    (folder / "_manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    done = run_report("--table", str(table))
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    html = (folder / "_report.html").read_text(encoding="utf-8")
+    page = Page(html)
+    check_self_contained(page)
+    assert "squared (least squares)" in page.text["summary"] and "none: every row weighs 1" in page.text["summary"]
+    assert "±" not in page.text["fits"] and "cannot read" not in page.text["fits"]
+    gaps = [float(gap) for gap in re.findall(r"off by (\S+) rel", page.text["fits"])]
+    assert len(gaps) == 24 and max(gaps) < 1e-6, gaps
+    # and show_results prints it without the new columns
+    shown = subprocess.run(
+        [sys.executable, "-m", "jobs.show_results", "--table", str(table)],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert shown.returncode == 0 and shown.stderr == "", shown.stderr
+    header = shown.stdout.splitlines()[2].split()
+    assert "scale" not in header and "w_stderr" not in header and len(shown.stdout.splitlines()) == 2 + 2 + 58
+
+
 def test_sample_report_shows_the_run(sample_table: Path) -> None:
     done = run_report("--table", str(sample_table))
     out = sample_table / f"run_date={DATE}" / "_report.html"
@@ -166,6 +301,9 @@ def test_sample_report_shows_the_run(sample_table: Path) -> None:
     assert all(f"scatter of {r['dataset']} " in alt for r, alt in zip(worst, fits, strict=False))
     assert "off by" in page.text["fits"] and "cannot read" not in page.text["fits"]
     assert "nothing to compare with" in page.text["changes"]
+    assert "squared (least squares)" in page.text["summary"] and "none: every row weighs 1" in page.text["summary"]
+    cards = _card_texts(out.read_text(encoding="utf-8"))
+    assert len(cards) == 12 and all(" ± " in card and "residual SE" in card for card in cards)
 
 
 def test_every_status_report_escapes_ids_and_lists_each_problem(every_status_table: Path) -> None:
@@ -221,10 +359,11 @@ def test_comparison_with_the_previous_partition(sample_table: Path, tmp_path: Pa
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+@pytest.mark.parametrize(("table_fixture", "images"), [("every_status_table", 9), ("huber_table", 8)])
 def test_page_renders_in_headless_chromium_without_broken_images_or_console_errors(
-    every_status_table: Path, tmp_path: Path
+    table_fixture: str, images: int, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    html, _ = build_report(every_status_table, None, ReportSettings(panels=3))
+    html, _ = build_report(request.getfixturevalue(table_fixture), None, ReportSettings(panels=3))
     probe = (
         "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
         " const broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length;"
@@ -244,7 +383,7 @@ def test_page_renders_in_headless_chromium_without_broken_images_or_console_erro
     assert done.returncode == 0, done.stderr[-2000:]
     probe_text = done.stdout.split('<pre id="probe">', 1)[1].split("</pre>", 1)[0]
     result = json.loads(probe_text)
-    assert result == {"images": 9, "broken": 0, "width": 1280}, result
+    assert result == {"images": images, "broken": 0, "width": 1280}, result
     console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
     assert console == [], console
     shot = Path(os.environ.get("TAPEFIT_REPORT_SCREENSHOT", tmp_path / "report.png"))
