@@ -22,6 +22,8 @@ on the same numbers. Huber: rows only.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from pipeline.config.settings import FitConfig
@@ -36,6 +38,23 @@ __all__ = ["LineFitter"]
 # A fixed point of the update is accepted within this many rounding floors (as in the loop).
 _FIXED_POINT_SLACK = 8.0
 Start = tuple[float, ...] | None
+
+
+class _Rows(NamedTuple):
+    """The standardized rows of several datasets, one after another."""
+
+    u: np.ndarray
+    v: np.ndarray
+    weight: np.ndarray
+    begins: np.ndarray  # where each dataset's rows start
+    counts: np.ndarray  # rows with a positive weight per dataset (the floor's summation noise)
+
+    def take(self, datasets: np.ndarray) -> _Rows:
+        """The rows of ``datasets`` (increasing indices) only."""
+        lengths = np.diff(np.append(self.begins, self.u.size))
+        keep = np.repeat(np.isin(np.arange(lengths.size), datasets), lengths)
+        begins = np.cumsum(np.append(0, lengths[datasets][:-1]))
+        return _Rows(self.u[keep], self.v[keep], self.weight[keep], begins, self.counts[datasets])
 
 
 def _unfittable(m: Moments, i: int, intercept: bool, weighted: bool) -> str | None:
@@ -189,8 +208,7 @@ class LineFitter:
         rows = m.n_pos.astype(np.float64)
         chosen = [starts[present[k]] for k in todo.tolist()] if starts else None
         if self.config.loss == "huber":
-            u, v = s.rows(x, y, segment)
-            fitted = self._huber(m, s, u, v, row_weight, begins, rows, chosen)
+            fitted = self._huber(m, s, _Rows(*s.rows(x, y, segment), row_weight, begins, rows), chosen)
         else:
             begin = self._begin(s, chosen)
             gradient = None
@@ -265,17 +283,7 @@ class LineFitter:
             for k in range(len(s))
         ]
 
-    def _huber(
-        self,
-        m: Moments,
-        s: Scaling,
-        u: np.ndarray,
-        v: np.ndarray,
-        weight: np.ndarray,
-        begins: np.ndarray,
-        rows: np.ndarray,
-        starts: list[Start] | None,
-    ) -> list[FitResult]:
+    def _huber(self, m: Moments, s: Scaling, rows: _Rows, starts: list[Start] | None) -> list[FitResult]:
         """Fit the Huber loss; datasets whose rows lie exactly on a line are that line, with σ = 0."""
         exact = s.rest <= 0  # σ → 0 has no positive minimum: the line itself is the answer
         results: list[FitResult | None] = [None] * len(s)
@@ -287,30 +295,15 @@ class LineFitter:
                 n_rows=int(m.n[k]), n_dropped=int(m.n_dropped[k]), scale=0.0, n_outliers=0,
             )  # fmt: skip
         todo = np.flatnonzero(~exact)
-        if not todo.size:
-            return results
-        if exact.any():  # keep only the other datasets' rows
-            lengths = np.diff(np.append(begins, u.size))
-            keep = np.repeat(~exact, lengths)
-            u, v, weight = u[keep], v[keep], weight[keep]
-            begins = np.cumsum(np.append(0, lengths[todo][:-1]))
-            m, s, rows = m.take(todo), s.take(todo), rows[todo]
-            starts = [starts[k] for k in todo.tolist()] if starts else None
-        for k, result in zip(todo.tolist(), self._huber_descent(m, s, u, v, weight, begins, rows, starts), strict=True):
-            results[k] = result
+        if todo.size:
+            chosen = [starts[k] for k in todo.tolist()] if starts else None
+            fitted = self._huber_descent(m.take(todo), s.take(todo), rows.take(todo), chosen)
+            for k, result in zip(todo.tolist(), fitted, strict=True):
+                results[k] = result
         return results
 
-    def _huber_descent(
-        self,
-        m: Moments,
-        s: Scaling,
-        u: np.ndarray,
-        v: np.ndarray,
-        weight: np.ndarray,
-        begins: np.ndarray,
-        rows: np.ndarray,
-        starts: list[Start] | None,
-    ) -> list[FitResult]:
+    def _huber_descent(self, m: Moments, s: Scaling, rows: _Rows, starts: list[Start] | None) -> list[FitResult]:
+        """Run the compiled Huber loop over datasets that are not exactly a line."""
         a0, c0 = s.target.copy(), np.zeros(len(s))  # cold: from the least-squares line
         sigma0 = np.sqrt(s.rest)
         for k, start in enumerate(starts or []):
@@ -319,11 +312,14 @@ class LineFitter:
             a, c = s.to_loop(np.array([start[0]]), np.array([start[1]]), anchored=False)
             a0[k], c0[k] = a[0], (c[0] if self.config.intercept else 0.0)
             sigma0[k] = start[2] / (s.spread_y[k] * s.scale_y[k])
-        outcome = self._descent.huber(u, v, weight, begins, (a0, c0, sigma0), s.standardized_frame(rows))
+        frame = s.standardized_frame(rows.counts)
+        outcome = self._descent.huber(rows.u, rows.v, rows.weight, rows.begins, (a0, c0, sigma0), frame)
         a, c, sigma = outcome.params
         collapsing = sigma < 1e-6 * sigma0
         w, b = s.back(a, c, anchored=False)
-        figures = huber_rows(u, v, weight, begins, (a, c, sigma), self.config.huber_epsilon, self.config.intercept)
+        figures = huber_rows(
+            rows.u, rows.v, rows.weight, rows.begins, (a, c, sigma), self.config.huber_epsilon, self.config.intercept
+        )
         stats = squared_statistics(m, s, w, b)
         data_scale = s.spread_y * s.scale_y
         return [

@@ -226,55 +226,17 @@ def _short_segments(x: np.ndarray, y: np.ndarray, starts: np.ndarray) -> Moments
         finite = np.isfinite(x.min()) and np.isfinite(x.max()) and np.isfinite(y.min()) and np.isfinite(y.max())
         if finite and _ordinary(x, starts) and _ordinary(y, starts):
             return _short_clean_segments(x, y, starts, lengths)
-    segment = np.repeat(np.arange(starts.size), lengths)
-
-    def total(values: np.ndarray, ufunc: np.ufunc = np.add) -> np.ndarray:
-        return ufunc.reduceat(values, starts) if starts.size else np.zeros(0)
-
-    valid = np.isfinite(x) & np.isfinite(y)
-    n = total(valid.astype(np.int64))
-    x = np.where(valid, x, 0.0)
-    y = np.where(valid, y, 0.0)
-    scale_x = _power_of_two_at_least(total(np.abs(x), np.maximum))
-    scale_y = _power_of_two_at_least(total(np.abs(y), np.maximum))
-    xs = x / scale_x[segment]
-    ys = y / scale_y[segment]
-    count = np.maximum(n, 1)
-    mean_x = total(xs) / count
-    mean_y = total(ys) / count
-    dx = np.where(valid, xs - mean_x[segment], 0.0)
-    dy = np.where(valid, ys - mean_y[segment], 0.0)
-    mean_x += total(dx) / count  # second pass: the mean keeps its digits far from zero
-    mean_y += total(dy) / count
-    dx = np.where(valid, xs - mean_x[segment], 0.0)
-    dy = np.where(valid, ys - mean_y[segment], 0.0)
-    cxx = total(dx * dx)
-    cxy = total(dx * dy)
-    cyy = total(dy * dy)
-    slope = np.divide(cxy, cxx, out=np.zeros_like(cxy), where=cxx > 0)
-    residual = dy - slope[segment] * dx
-    return Moments(
-        n=n,
-        n_dropped=lengths - n,
-        scale_x=scale_x,
-        scale_y=scale_y,
-        mean_x=mean_x,
-        mean_y=mean_y,
-        cxx=cxx,
-        cxy=cxy,
-        cyy=cyy,
-        rss=total(residual * residual),
-        min_x=total(np.where(valid, x, np.inf), np.minimum),
-        max_x=total(np.where(valid, x, -np.inf), np.maximum),
-        min_y=total(np.where(valid, y, np.inf), np.minimum),
-        max_y=total(np.where(valid, y, -np.inf), np.maximum),
-        weight=n.astype(np.float64),
-        n_pos=n.copy(),
-    )
+    # rows with NaN, inf or extreme magnitudes: the general path (unit weights; bit-identical to an unweighted one)
+    return _weighted_segments(x, y, np.ones_like(x), starts)
 
 
 def _weighted_segments(x: np.ndarray, y: np.ndarray, w: np.ndarray, starts: np.ndarray) -> Moments:
-    """:func:`segment_moments` with row weights: every sum weighted, two passes, scaled by powers of two."""
+    """:func:`segment_moments` with row weights: every sum weighted, two passes, scaled by powers of two.
+
+    Masks drop the rows with a non-finite x, y or weight (or a negative weight); each
+    column is divided by its own power of two per segment, so no square over- or
+    underflows. The weights are scaled too (exactly), and the sums scaled back.
+    """
     lengths = np.diff(np.append(starts, x.size))
     segment = np.repeat(np.arange(starts.size), lengths)
 
