@@ -83,7 +83,8 @@ def small_input() -> Path:
 def test_a_normal_run_prints_no_native_log_line(small_input: Path, tmp_path: Path) -> None:
     done = run_job("--input", str(small_input), "--output", str(tmp_path / "t"), "--run_date", "2026-01-01")
     assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
+    # progress lines are tapefit's own (a loaded machine may take past their first interval)
+    assert [line for line in done.stderr.splitlines() if not line.startswith("tapefit: progress ")] == []
     assert done.stdout.startswith("tapefit: 19 datasets")
 
 
