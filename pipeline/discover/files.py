@@ -49,12 +49,16 @@ class FileInfo:
     Attributes:
         path: The path, spelled as the input spelled it.
         size: Size in bytes.
-        modified: Last modification time, seconds since the epoch.
+        modified: Last modification time, seconds since the epoch (on object stores the
+            server's update time, which a client cannot set).
+        identity: On a local disk ``"INODE:CTIME_NS"``, what a copy that keeps size and
+            mtime (``cp -p``, ``rsync -t``, ``touch -r``) cannot fake; ``""`` on object stores.
     """
 
     path: str
     size: int
     modified: float
+    identity: str = ""
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,7 @@ def _walk_local(root: str, glob: str, suffix: str, hidden: tuple[str, ...], excl
             except OSError as error:
                 skipped.append((prefix + name, f"cannot be read: {error.strerror or error}"))
                 continue
-            files.append(FileInfo(prefix + name, stat.st_size, stat.st_mtime))
+            files.append(FileInfo(prefix + name, stat.st_size, stat.st_mtime, f"{stat.st_ino}:{stat.st_ctime_ns}"))
     return Listing(tuple(sorted(files, key=lambda f: f.path)), tuple(sorted(skipped)))
 
 

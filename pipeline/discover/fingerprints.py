@@ -26,9 +26,16 @@ def settings_key(config: JobConfig) -> str:
     return json.dumps(parts)
 
 
-def fingerprint(settings: str, files: list[tuple[str, int, float]]) -> str:
-    """A short hash of the fit settings and of every file's (path, size, modification time)."""
+def fingerprint(settings: str, files: list[tuple[str, int, float, str]]) -> str:
+    """A short hash of the fit settings and of every file's (path, size, modification time, identity).
+
+    The identity (:attr:`pipeline.discover.files.FileInfo.identity`, inode and ctime on a
+    local disk) catches a file replaced by a copy that keeps its size and mtime; an empty
+    identity (object stores, whose update time the server sets) adds nothing to the hash.
+    """
     digest = hashlib.sha256(settings.encode("utf-8"))
-    for path, size, modified in sorted(files):
+    for path, size, modified, identity in sorted(files):
         digest.update(f"\0{path}\0{size}\0{modified!r}".encode())
+        if identity:
+            digest.update(f"\0{identity}".encode())
     return digest.hexdigest()[:32]

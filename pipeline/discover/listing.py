@@ -105,7 +105,7 @@ class _ListBatchesFn(beam.DoFn):
         listing = list_input(layout)
         found = [(f.path, f.size, f.modified) for f in listing.files]
         size = {path: length for path, length, _ in found}
-        stamp = {path: (path, length, modified) for path, length, modified in found}
+        stamp = {f.path: (f.path, f.size, f.modified, f.identity) for f in listing.files}
         settings = settings_key(config)
         if config.group_by == GroupBy.FILE:
             items = unique_ids(layout, [file_ref(layout, path) for path, _, _ in found])
