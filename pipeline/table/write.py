@@ -18,7 +18,6 @@ from importlib import metadata
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import __version__
@@ -27,6 +26,7 @@ from pipeline.discover.listing import Expected, merge_expected
 from pipeline.fit.result import Status
 from pipeline.read.parquet import read_table
 from pipeline.table.history import FINGERPRINTS
+from pipeline.table.ids import check_ids
 from pipeline.table.paths import MANIFEST, partition_dir, staging_dir, staging_root
 from pipeline.table.schema import SCHEMA
 
@@ -214,25 +214,7 @@ def _check_ids(expected: Expected, files: list[str]) -> None:
         [chunk for path in files for chunk in read_table(path, ["dataset"]).column("dataset").chunks]
         or [pa.array([], pa.string())]
     )
-    counts = pc.value_counts(written)
-    repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist()
-    problems = [("duplicated", sorted(repeated))]
-    if expected.datasets is not None:
-        found = pa.array(expected.datasets, pa.string())
-        values = counts.field("values")
-        problems.append(("missing", sorted(found.filter(pc.invert(pc.is_in(found, values))).to_pylist())))
-        problems.append(
-            ("not found by discovery", sorted(values.filter(pc.invert(pc.is_in(values, found))).to_pylist()))
-        )
-    shown = [
-        f"{label} {', '.join(map(repr, ids[:5]))}{', ...' if len(ids) > 5 else ''}" for label, ids in problems if ids
-    ]
-    if shown:
-        found_text = "" if expected.datasets is None else f" for the {len(expected.datasets)} datasets found"
-        raise RuntimeError(
-            f"{len(written)} rows{found_text}, {'; '.join(shown)}: a row was lost or duplicated, so nothing "
-            "was committed and the previous partition is kept (rerun the date)"
-        )
+    check_ids(expected.datasets, written)
 
 
 def commit_partition(

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import importlib
 import json
+from pathlib import Path
 
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from jobs.fit_lines import main
 from pipeline.config.errors import ConfigError
 from pipeline.config.options import config_from_options
 from pipeline.config.output import BigQueryTable, is_bigquery, parse_bigquery_output
 from pipeline.discover.layout import DatasetRef
+from pipeline.discover.listing import Expected
 from pipeline.fit import FitResult, Status
-from pipeline.table.bigquery import bigquery_schema, load_parameters, to_bigquery_row
+from pipeline.table.bigquery import WriteBigQuery, bigquery_schema, load_parameters, to_bigquery_row
 from pipeline.table.schema import SCHEMA, failure_row, result_row
+from tests import fakeos
+from tests.conftest import lstsq, write_parquet
 
 FITTED_AT = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.timezone.utc)
 REF = DatasetRef("sensors/a", "in/sensors/a.parquet", ("in/sensors/a.parquet",))
@@ -54,8 +64,12 @@ def test_schema_follows_the_parquet_schema_plus_run_date() -> None:
         assert by_name[field.name][1] == ("NULLABLE" if field.nullable else "REQUIRED")
 
 
-def test_partitioned_by_run_date() -> None:
-    assert load_parameters()["timePartitioning"] == {"type": "DAY", "field": "run_date"}
+def test_load_parameters() -> None:
+    assert load_parameters() == {
+        "timePartitioning": {"type": "DAY", "field": "run_date"},
+        "clustering": {"fields": ["status", "dataset"]},
+        "schemaUpdateOptions": ["ALLOW_FIELD_ADDITION"],  # an existing table gains the new columns
+    }
 
 
 def test_fitted_row_converts_to_json_values() -> None:
@@ -91,3 +105,77 @@ def test_non_finite_floats_become_null_and_times_become_utc() -> None:
     assert row["final_loss"] is None and row["r2"] is None
     assert row["fitted_at"] == "2026-01-02 03:04:05.678901 UTC"
     json.dumps(row, allow_nan=False)
+
+
+# The stand-in at the WriteToBigQuery boundary: the rows it receives, as one JSON file.
+
+
+def _dump(rows: list[dict], path: str, table: str) -> None:
+    Path(path).write_text(json.dumps({"table": table, "rows": sorted(rows, key=lambda r: r["dataset"])}))
+
+
+def _json_load(path: Path):  # noqa: ANN202 (a load factory: partition -> PTransform)
+    return lambda table: beam.combiners.ToList() | beam.Map(_dump, str(path), table)
+
+
+def _bigquery_job(monkeypatch: pytest.MonkeyPatch, loaded: Path, *args: str) -> int:
+    build = importlib.import_module("pipeline.graph.build")  # the module; pipeline.graph.build is its function
+    monkeypatch.setattr(build, "WriteBigQuery", functools.partial(WriteBigQuery, load=_json_load(loaded)))
+    return main([*args, "--output", "bigquery:proj-1:fits.lines", "--run_date", "2026-01-02"])
+
+
+def test_a_run_loads_one_row_per_dataset_into_the_partition(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = np.linspace(-2.0, 2.0, 50)
+    write_parquet(tmp_path / "in/a.parquet", x=x, y=3.0 * x - 1.0)
+    write_parquet(tmp_path / "in/b.parquet", x=[1.0, 2.0])  # no y: a failed row, still loaded
+    loaded = tmp_path / "loaded.json"
+    assert _bigquery_job(monkeypatch, loaded, "--input", str(tmp_path / "in")) == 0
+    load = json.loads(loaded.read_text())
+    assert load["table"] == "proj-1:fits.lines$20260102"
+    a, b = load["rows"]
+    assert (a["dataset"], a["status"], a["run_date"]) == ("a", "ok", "2026-01-02")
+    assert a["w"] == pytest.approx(lstsq(x, 3.0 * x - 1.0)[0], rel=1e-6)
+    assert (b["dataset"], b["status"], b["w"]) == ("b", "failed", None)
+
+
+def test_a_run_with_no_rows_exits_1_and_loads_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv(fakeos.ROOT_ENV, str(tmp_path / "store"))
+    (tmp_path / "store/bucket/empty").mkdir(parents=True)  # a remote input is listed by the workers
+    loaded = tmp_path / "loaded.json"
+    assert _bigquery_job(monkeypatch, loaded, "--input", "fakeos://bucket/empty") == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("tapefit: error: the job failed: no rows to load into proj-1:fits.lines$20260102")
+    assert "nothing was loaded and the partition was left as it was" in lines[0]
+    assert not loaded.exists()
+
+
+def _table(*ids: str) -> pa.Table:
+    rows = [failure_row(DatasetRef(i, f"in/{i}.parquet", (f"in/{i}.parquet",)), "bad", "run-1", FITTED_AT) for i in ids]
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("tables", "problem"),
+    [
+        ([_table("a"), _table("b", "a")], "duplicated 'a'"),
+        ([_table("a")], "missing 'b'"),
+        ([_table("a", "b", "c")], "not found by discovery 'c'"),
+    ],
+)
+def test_a_lost_or_duplicated_id_loads_nothing(tmp_path: Path, tables: list[pa.Table], problem: str) -> None:
+    config = config_from_options(
+        PipelineOptions(["--input", "in", "--output", "bigquery:proj-1:fits.lines", "--run_date", "2026-01-02"])
+    )
+    loaded = tmp_path / "loaded.json"
+    with pytest.raises(Exception, match=problem) as raised:  # noqa: PT011 (Beam may wrap the RuntimeError)
+        with beam.Pipeline() as p:
+            results = {
+                "tables": p | "Tables" >> beam.Create(tables),
+                "expected": p | "Expected" >> beam.Create([Expected(("a", "b"))]),
+            }
+            results | WriteBigQuery(config, load=_json_load(loaded))
+    assert "nothing was loaded and the partition was left as it was" in str(raised.value)
+    assert not loaded.exists()
