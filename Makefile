@@ -1,6 +1,7 @@
 # tapefit: `make run` fits the sample data, `make test` runs the test suite.
 # Both create .venv on first use; nothing else needs to be installed by hand.
 # `make bench` runs the side-by-side benchmark (BENCH_ARGS="--workloads S,M" ...); `make bench-quick` a small one.
+# `make stress` repeats real runs and accounts for every dataset (STRESS_ARGS="--rounds 10").
 
 PYTHON ?= python3
 VENV   := .venv
@@ -14,7 +15,7 @@ BENCH_VENV := .venv-bench
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_PINS := apache-airflow==3.3.2 apache-airflow-providers-apache-beam==6.3.1 apache-airflow-providers-google==22.8.0
 
-.PHONY: run test lint sample-data bench bench-quick clean airflow
+.PHONY: run test lint sample-data bench bench-quick clean airflow stress
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +45,11 @@ run: $(VENV)/.run-deps
 
 test: $(VENV)/.test-deps
 	$(PY) -m pytest -q tests
+
+# Repeated real runs with exact accounting, compared bit for bit (STRESS_ARGS="--rounds 10").
+STRESS_ARGS ?=
+stress: $(VENV)/.run-deps
+	$(PY) -m tests.stress $(STRESS_ARGS)
 
 lint: $(VENV)/.test-deps
 	$(PIP) ruff

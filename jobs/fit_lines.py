@@ -5,13 +5,17 @@ Usage::
     python -m jobs.fit_lines --input PATTERN --output TABLE_DIR [--run_date YYYY-MM-DD]
                              [options] [any Beam pipeline options]
 
-This launcher only parses and validates options, checks the input and output, runs
-the pipeline built by :func:`pipeline.graph.build.build` and prints a summary. Exit status:
-0 on success, 2 for a usage problem (bad option, no input files, unwritable output),
-1 when the pipeline itself fails, 3 when the table was written but more than
-``--max_failed_fraction`` of the datasets failed or diverged. Local inputs and outputs
-are checked before the run; remote ones (``gs://``, ``bigquery:``) and dry runs are left
-to the runner, so submitting contacts nothing from here. TensorFlow is never imported here.
+This launcher only parses and validates options, checks the input and output, takes
+the run's lease on its staging folder, runs the pipeline built by
+:func:`pipeline.graph.build.build` and prints a summary. Exit status: 0 on success, 2
+for a usage problem (bad option, no input files, unwritable output), 1 when the
+pipeline itself fails, 3 when the table was written but more than
+``--max_failed_fraction`` of the datasets failed or diverged, 4 when another run kept
+the partition's commit lock for all of ``--lock_timeout``, 130/143 when stopped by
+SIGINT/SIGTERM. Every failure ends in one line on stderr (the traceback goes to a log
+file that the line names, or to the console with ``--verbose``). Local inputs are
+listed before the run; remote ones (``gs://``) are left to the workers, and dry runs
+contact nothing. TensorFlow is never imported here.
 """
 
 from __future__ import annotations
@@ -24,7 +28,16 @@ import sys
 import tempfile
 import time
 
-from jobs.console import quiet_stderr, set_up_logging
+from jobs.console import divert_everything, log_file, quiet_stderr, set_up_logging, write_to_log
+from jobs.signals import (
+    Interrupted,
+    Stopped,
+    describe_exit,
+    ignore_stop_signals,
+    interruption,
+    stop_descendants,
+    stop_on_signals,
+)
 
 __all__ = ["console_main", "main"]
 
@@ -32,7 +45,12 @@ USAGE = (
     "python -m jobs.fit_lines --input PATTERN --output TABLE_DIR [--run_date YYYY-MM-DD] "
     "[options] [any Beam pipeline options]"
 )
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TOO_MANY_FAILED = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TOO_MANY_FAILED, EXIT_BUSY = 0, 1, 2, 3, 4
+# How a lost worker shows in the runner's error (or in the traceback it logged).
+_WORKER_DIED = re.compile(
+    r"Worker subprocess exited with return code (-?\d+)"
+    r"|Channel closed prematurely|Socket closed|StatusCode\.UNAVAILABLE"
+)
 _LOCAL_RUNNERS = ("direct", "fnapi", "prism")
 
 
@@ -165,14 +183,17 @@ def _check_runner(options) -> None:  # noqa: ANN001 (Beam's PipelineOptions)
             raise UsageError(f"--runner {name}: {one_line(' '.join(errors), 400)}")
 
 
-def _prepare(argv: list[str], verbose: bool):  # noqa: ANN202 (returns Beam options, JobConfig, dataset total)
+def _prepare(argv: list[str], verbose: bool, state: dict):  # noqa: ANN202 (Beam options, JobConfig, dataset total)
+    """Validate everything that can be checked before the run; ``state`` gets the config and lease."""
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
     from pipeline.config.errors import ConfigError, one_line
+    from pipeline.config.faults import checkpoint
     from pipeline.config.options import config_from_options
     from pipeline.config.output import is_bigquery
     from pipeline.discover.layout import input_layout, list_dataset_files
-    from pipeline.table.write import check_output_writable
+    from pipeline.table.cleanup import remove_dead_runs
+    from pipeline.table.leases import RunLease
 
     argv = _negative_values(_dry_run_flag(argv))
     _check_flags(argv)
@@ -181,6 +202,7 @@ def _prepare(argv: list[str], verbose: bool):  # noqa: ANN202 (returns Beam opti
         config = config_from_options(options)
     except ConfigError as error:
         raise UsageError(str(error)) from None
+    state["config"] = config
     _check_runner(options)
     dry_run = options.view_as(TestOptions).dry_run
     if dry_run and (options.view_as(StandardOptions).runner or "") != "DataflowRunner":
@@ -196,18 +218,23 @@ def _prepare(argv: list[str], verbose: bool):  # noqa: ANN202 (returns Beam opti
         if not files:
             raise UsageError(f"input matched no Parquet file: {config.input}")
         total = _dataset_total(config.group_by, files)
-    if not (dry_run or is_bigquery(config.output) or _is_remote(config.output)):
+    checkpoint("discovery")
+    lease = None
+    if not (dry_run or is_bigquery(config.output)):
         try:
-            check_output_writable(config)
+            lease = RunLease(config).acquire()  # also the check that the output can be written
         except Exception as error:  # noqa: BLE001
             raise UsageError(f"cannot write output {config.output}: {one_line(error, 400)}") from None
-        if config.incremental or config.warm_start:  # a previous partition that is not tapefit's: say so now
-            from pipeline.table.history import ForeignPartitionError, load_previous
+        state["lease"] = lease
+        if not _is_remote(config.output):
+            remove_dead_runs(config)  # and put back a partition that a killed run had moved aside
+            if config.incremental or config.warm_start:  # a previous partition that is not tapefit's: say so now
+                from pipeline.table.history import ForeignPartitionError, load_previous
 
-            try:
-                load_previous(config)
-            except ForeignPartitionError as error:
-                raise UsageError(one_line(error, 600)) from None
+                try:
+                    load_previous(config)
+                except ForeignPartitionError as error:
+                    raise UsageError(one_line(error, 600)) from None
     return options, config, total
 
 
@@ -246,7 +273,7 @@ def _finish(options, config, result, started: float) -> int:  # noqa: ANN001 (Be
     from jobs.summary import bigquery_manifest, dry_run_report, summary, too_many_failed
     from pipeline.config.output import is_bigquery
     from pipeline.observe.metrics import collect_metrics
-    from pipeline.table.write import add_to_manifest, read_manifest
+    from pipeline.table.commit import add_to_manifest, read_manifest
 
     if options.view_as(TestOptions).dry_run:
         print(dry_run_report(result, options.view_as(DebugOptions).dataflow_job_file))
@@ -278,31 +305,124 @@ def main(argv: list[str] | None = None) -> int:
     verbose = "--verbose" in argv
     argv = [arg for arg in argv if arg != "--verbose"]
     set_up_logging(verbose)
-    with quiet_stderr(enabled=not verbose):
-        return _main(argv, verbose)
+    state: dict = {}
+    with stop_on_signals(), quiet_stderr(enabled=not verbose):
+        try:
+            return _main(argv, verbose, state)
+        except Interrupted as interrupted:  # workers are stopped while stderr is still filtered
+            ignore_stop_signals()
+            stop = interrupted
+            line = _stop(stop, state)
+    print(line, file=sys.stderr, flush=True)
+    state["stopped"] = True
+    _last_run.update(state)
+    return stop.exit_code
 
 
-def _main(argv: list[str], verbose: bool) -> int:
+_last_run: dict = {}  # console_main: did the last main() end by a signal
+
+
+def _main(argv: list[str], verbose: bool, state: dict) -> int:
     if not argv or "-h" in argv or "--help" in argv:
         print(_help(), end="")
         return EXIT_OK if argv else EXIT_USAGE
     started = time.monotonic()
     try:
-        options, config, total = _prepare(argv, verbose)
+        options, config, total = _prepare(argv, verbose, state)
     except UsageError as error:
+        _release(state)
         print(f"tapefit: error: {error}", file=sys.stderr)
         return EXIT_USAGE
-
-    from pipeline.config.errors import one_line
-
     try:
         result = _run(options, config, total)
-        return _finish(options, config, result, started)
-    except Exception as error:  # noqa: BLE001 (report one line; the traceback with --verbose)
-        if verbose:
-            logging.exception("the pipeline failed")
-        print(f"tapefit: error: the job failed: {one_line(error, 400)}", file=sys.stderr)
-        return EXIT_FAILED
+        code = _finish(options, config, result, started)
+    except Exception as error:  # noqa: BLE001 (report one line; the traceback with --verbose, or in the log)
+        if interruption() is not None:  # a stop that the runner re-raised as its own error
+            raise interruption() from error
+        code, line = _failure(error, verbose)
+        print(line, file=sys.stderr)
+    _release(state)  # (a stop releases it in _stop, after putting back what it must)
+    return code
+
+
+def _release(state: dict) -> None:
+    """End the run's lease: its staging folder, whatever is left in it, goes."""
+    lease = state.pop("lease", None)
+    if lease is not None:
+        try:
+            lease.release()
+        except Exception as error:  # noqa: BLE001 (the run's outcome stands; the next run sweeps up)
+            logging.warning("could not remove this run's staging folder: %s", error)
+
+
+def _failure(error: Exception, verbose: bool) -> tuple[int, str]:
+    """The exit status and the one last line for a run that failed with ``error``."""
+    import traceback
+
+    from pipeline.config.errors import one_line
+    from pipeline.table.locks import BUSY
+
+    text = str(error)
+    if verbose:
+        logging.exception("the pipeline failed")
+        log = None
+    else:
+        log = write_to_log("".join(traceback.format_exception(error)))
+    where = f" (traceback in {log})" if log else ""
+    if BUSY in text:
+        return EXIT_BUSY, f"tapefit: error: {one_line(text[text.index(BUSY) :].splitlines()[0], 400)}"
+    died = _WORKER_DIED.search(text) or _WORKER_DIED.search(_read(log_file()))
+    if died:
+        return EXIT_FAILED, f"tapefit: error: the job failed: {_worker_death(died)}; nothing was committed{where}"
+    return EXIT_FAILED, f"tapefit: error: the job failed: {one_line(error, 400)}{where}"
+
+
+def _read(path: str | None) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def _worker_death(found: re.Match) -> str:
+    if found.group(1) is None:
+        return "a worker process died (its connection to the runner closed)"
+    return describe_exit(int(found.group(1)))
+
+
+def _stop(stop: Interrupted, state: dict) -> str:
+    """After a stop or a dead worker: stop the workers, put back what a half-done commit moved, release the lease."""
+    from pipeline.table.cleanup import restore_parked
+    from pipeline.table.commit import read_manifest
+
+    divert_everything()
+    stop_descendants()
+    config = state.get("config")
+    committed = False
+    if config is not None and state.get("lease") is not None:
+        try:
+            if not _is_remote(config.output):
+                restore_parked(config, config.run_id)  # a worker stopped between the two renames
+            committed = read_manifest(config).get("run_id") == config.run_id
+        except Exception:  # noqa: BLE001 (no partition yet, or unreadable: not ours either way)
+            committed = False
+    _release(state)
+    if not isinstance(stop, Stopped):  # a worker died
+        log = log_file()
+        where = f" (traceback in {log})" if log else ""
+        if committed:
+            return f"tapefit: error: {stop.args[0]} after the commit; the partition holds this run's output{where}"
+        return f"tapefit: error: the job failed: {stop.args[0]}; nothing was committed{where}"
+    name = stop.args[0]
+    if config is None:
+        return f"tapefit: stopped by {name} before the run started; nothing was written"
+    partition = f"run_date={config.run_date}"
+    if committed:
+        return f"tapefit: stopped by {name} after the commit: {partition} holds this run's complete output"
+    return f"tapefit: stopped by {name}: nothing was committed; the previous {partition} is unchanged"
 
 
 def console_main() -> None:
@@ -311,7 +431,12 @@ def console_main() -> None:
         from jobs import report
 
         sys.exit(report.main(sys.argv[2:]))
-    sys.exit(main())
+    code = main()
+    if _last_run.get("stopped"):  # the runner's threads may still be running: leave without waiting on them
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

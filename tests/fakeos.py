@@ -16,7 +16,8 @@ processes see the same objects. Importing this module registers the scheme with 
 
 Fault injection: ``TAPEFIT_FAKEOS_FAIL="rename:3"`` makes the third ``rename`` call
 (counted per process) raise ``OSError``; ``create``, ``delete`` and ``copy`` can be named
-the same way (comma-separated, e.g. ``"create:2,delete:1"``).
+the same way (comma-separated, e.g. ``"create:2,delete:1"``). ``operation@text:N``
+counts only the calls whose path contains ``text`` (``"create@_manifest.json:1"``).
 """
 
 from __future__ import annotations
@@ -51,13 +52,19 @@ def _url(path: str) -> str:
     return _PREFIX + os.path.relpath(path, os.environ[ROOT_ENV]).replace(os.sep, "/")
 
 
-def _maybe_fail(operation: str) -> None:
+def _maybe_fail(operation: str, path: str = "") -> None:
     """Raise ``OSError`` on the call of ``operation`` that ``$TAPEFIT_FAKEOS_FAIL`` names."""
     _calls[operation] += 1
     for rule in filter(None, os.environ.get(FAIL_ENV, "").split(",")):
         name, _, nth = rule.partition(":")
-        if name == operation and _calls[operation] == int(nth or 1):
-            raise OSError(f"injected {operation} failure (call {_calls[operation]})")
+        name, _, text = name.partition("@")
+        if name != operation or text not in path:
+            continue
+        key = f"{operation}@{text}"
+        if text:
+            _calls[key] += 1
+        if _calls[key if text else operation] == int(nth or 1):
+            raise OSError(f"injected {operation} failure (call {_calls[key if text else operation]}: {path})")
 
 
 class FakeObjectStore(FileSystem):
@@ -108,7 +115,7 @@ class FakeObjectStore(FileSystem):
         self, path: str, mime_type: str = "application/octet-stream", compression_type: str = CompressionTypes.AUTO
     ):  # noqa: ANN201
         """Open a new object for writing (its "folders" need no creating)."""
-        _maybe_fail("create")
+        _maybe_fail("create", path)
         local = local_path(path)
         os.makedirs(os.path.dirname(local), exist_ok=True)
         return self._wrap(open(local, "wb"), path, compression_type)
@@ -134,7 +141,7 @@ class FakeObjectStore(FileSystem):
         errors = {}
         for source, destination in zip(source_file_names, destination_file_names, strict=True):
             try:
-                _maybe_fail("copy")
+                _maybe_fail("copy", destination)
                 target = local_path(destination)
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 shutil.copyfile(local_path(source), target)
@@ -148,7 +155,7 @@ class FakeObjectStore(FileSystem):
         errors = {}
         for source, destination in zip(source_file_names, destination_file_names, strict=True):
             try:
-                _maybe_fail("rename")
+                _maybe_fail("rename", destination)
                 origin = local_path(source)
                 if not os.path.isfile(origin):
                     raise FileNotFoundError(f"no object {source}")
@@ -194,7 +201,7 @@ class FakeObjectStore(FileSystem):
         errors = {}
         for path in paths:
             try:
-                _maybe_fail("delete")
+                _maybe_fail("delete", path)
                 local = local_path(path)
                 if path.endswith("/") and os.path.isdir(local):
                     shutil.rmtree(local)

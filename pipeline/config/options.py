@@ -185,6 +185,14 @@ class TapefitOptions(PipelineOptions):
             help="On local runs, print progress at most this often once a run is longer "
             "than that (default: 10; 0 turns it off).",
         )
+        group.add_argument(
+            "--lock_timeout",
+            type=float,
+            default=300.0,
+            metavar="SECONDS",
+            help="Local tables: how long to wait for another run of the same date to finish "
+            "committing before refusing with exit 4 (default: 300).",
+        )
 
 
 def _weight_column(name: str | None, x_column: str, y_column: str, key_column: str | None) -> str | None:
@@ -266,6 +274,8 @@ def config_from_options(options: PipelineOptions, now: dt.datetime | None = None
         raise ConfigError(f"--max_failed_fraction must be between 0 and 1, got {opts.max_failed_fraction!r}")
     if not (math.isfinite(opts.progress_interval) and opts.progress_interval >= 0):
         raise ConfigError(f"--progress_interval must be a number of seconds >= 0, got {opts.progress_interval!r}")
+    if not (math.isfinite(opts.lock_timeout) and opts.lock_timeout >= 0):
+        raise ConfigError(f"--lock_timeout must be a number of seconds >= 0, got {opts.lock_timeout!r}")
     weights = _weight_column(opts.weight_column, opts.x_column, opts.y_column, key_column)
     fit = FitConfig(
         learning_rate=opts.learning_rate,
@@ -301,4 +311,5 @@ def config_from_options(options: PipelineOptions, now: dt.datetime | None = None
         max_failed_fraction=opts.max_failed_fraction,
         progress_interval=opts.progress_interval,
         max_rows_in_memory=opts.max_rows_in_memory,
+        lock_timeout=opts.lock_timeout,
     )

@@ -130,6 +130,7 @@ class JobConfig:
         max_failed_fraction: Exit 3 when more than this fraction of datasets fails or diverges.
         progress_interval: Seconds between progress lines on local runs; 0 for none.
         max_rows_in_memory: Row form: most rows a dataset may have (0: sized for the worker).
+        lock_timeout: Seconds to wait for another run's commit of the same partition.
     """
 
     input: str
@@ -149,6 +150,7 @@ class JobConfig:
     max_failed_fraction: float = 1.0
     progress_interval: float = 10.0
     max_rows_in_memory: int = 0
+    lock_timeout: float = 300.0
 
     @property
     def weight_column(self) -> str | None:

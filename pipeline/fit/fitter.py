@@ -306,12 +306,18 @@ class LineFitter:
         """Run the compiled Huber loop over datasets that are not exactly a line."""
         a0, c0 = s.target.copy(), np.zeros(len(s))  # cold: from the least-squares line
         sigma0 = np.sqrt(s.rest)
-        for k, start in enumerate(starts or []):
-            if start is None or len(start) < 3 or not all(np.isfinite(v) for v in start[:3]) or start[2] <= 0:
-                continue
-            a, c = s.to_loop(np.array([start[0]]), np.array([start[1]]), anchored=False)
-            a0[k], c0[k] = a[0], (c[0] if self.config.intercept else 0.0)
-            sigma0[k] = start[2] / (s.spread_y[k] * s.scale_y[k])
+        warm = [
+            k
+            for k, start in enumerate(starts or [])
+            if start is not None and len(start) >= 3 and all(np.isfinite(v) for v in start[:3]) and start[2] > 0
+        ]
+        if warm:  # each dataset's start mapped with its own scaling
+            ws, bs = np.zeros(len(s)), np.zeros(len(s))
+            ws[warm], bs[warm] = [starts[k][0] for k in warm], [starts[k][1] for k in warm]
+            a, c = s.to_loop(ws, bs, anchored=False)
+            for k in warm:
+                a0[k], c0[k] = a[k], (c[k] if self.config.intercept else 0.0)
+                sigma0[k] = starts[k][2] / (s.spread_y[k] * s.scale_y[k])
         frame = s.standardized_frame(rows.counts)
         outcome = self._descent.huber(rows.u, rows.v, rows.weight, rows.begins, (a0, c0, sigma0), frame)
         a, c, sigma = outcome.params

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 from apache_beam.utils.shared import Shared
 
+from pipeline.config.faults import checkpoint
 from pipeline.config.settings import FitConfig, JobConfig
 from pipeline.fit.result import failed
 from pipeline.observe.counters import Counters
@@ -94,6 +95,7 @@ class FitBatchFn(beam.DoFn):
 
     def process(self, batch: Batch) -> Iterator[pa.Table]:
         """Yield one table with a row per dataset of the batch (failed ones included)."""
+        checkpoint("fitting")
         fitter = self._build.get()
         started = time.perf_counter()
         starts = [self._starts.get(d) for d in batch.datasets] if self._starts else None

@@ -1,43 +1,27 @@
-"""Writing the output partition and making it visible all at once, with ``_manifest.json``.
+"""Writing the output partition: staged Parquet files, a summary, then one commit.
 
-Rows are first written to ``TABLE_DIR/_staging/RUN_ID/run_date=D/`` (readers ignore
-``_``-prefixed folders). Only when every file is written does :func:`commit_partition`
-add the manifest and swap the staged folder into ``TABLE_DIR/run_date=D``, replacing
-an earlier run of that date as a whole. On a local filesystem the swap is two
-directory renames; on object stores (no directory rename) files are moved one by one
-and the previous run's files deleted afterwards. A run that dies before the commit
-leaves the previous partition untouched.
+Rows are written to ``TABLE_DIR/_staging/RUN_ID/run_date=D/``; once every file is
+written, one step runs :func:`pipeline.table.commit.commit_partition` on the list of
+files, which checks them, adds the manifest and makes the partition visible at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterator
-from importlib import metadata
 
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import __version__
 from pipeline.config.settings import JobConfig
 from pipeline.discover.listing import Expected, merge_expected
 from pipeline.fit.result import Status
-from pipeline.read.parquet import read_table
-from pipeline.table.history import FINGERPRINTS
-from pipeline.table.ids import check_ids
-from pipeline.table.paths import MANIFEST, partition_dir, staging_dir, staging_root
+from pipeline.table.commit import commit_partition
+from pipeline.table.paths import staging_dir
 from pipeline.table.schema import SCHEMA
 
-__all__ = [
-    "SummarizeRows",
-    "WriteTable",
-    "add_to_manifest",
-    "check_output_writable",
-    "commit_partition",
-    "read_manifest",
-]
+__all__ = ["SummarizeRows", "WriteTable"]
 
 
 class SummarizeRows(beam.CombineFn):
@@ -77,228 +61,6 @@ class SummarizeRows(beam.CombineFn):
     def extract_output(self, tally: dict) -> dict:
         """Return the tally as is."""
         return tally
-
-
-def _versions() -> dict:
-    found = {}
-    for name, dists in {
-        "tapefit": ("tapefit",),
-        "apache-beam": ("apache-beam",),
-        "tensorflow": ("tensorflow", "tensorflow-cpu"),
-        "pyarrow": ("pyarrow",),
-        "numpy": ("numpy",),
-    }.items():
-        for dist in dists:
-            try:
-                found[name] = metadata.version(dist)
-                break
-            except metadata.PackageNotFoundError:
-                continue
-    found.setdefault("tapefit", __version__)
-    return found
-
-
-def _is_local(path: str) -> bool:
-    return FileSystems.get_scheme(path) in (None, "file")
-
-
-def _write_json(path: str, payload: dict) -> None:
-    handle = FileSystems.create(path, mime_type="application/json")
-    try:
-        handle.write(json.dumps(payload, indent=2, sort_keys=True).encode("utf-8"))
-    finally:
-        handle.close()
-
-
-def read_manifest(config: JobConfig) -> dict:
-    """Return the committed partition's manifest.
-
-    Raises:
-        OSError: if it cannot be read.
-    """
-    with FileSystems.open(FileSystems.join(partition_dir(config), MANIFEST)) as handle:
-        return json.loads(handle.read().decode("utf-8"))
-
-
-def add_to_manifest(config: JobConfig, extra: dict) -> dict:
-    """Add keys (e.g. the run's metrics, known only after it ends) to this run's manifest.
-
-    The manifest is rewritten only if it still belongs to this run; on a local
-    filesystem it is replaced by a rename, so readers never see half a file.
-
-    Returns:
-        The manifest as it now stands.
-
-    Raises:
-        OSError: if it cannot be read or written.
-    """
-    manifest = read_manifest(config)
-    if manifest.get("run_id") != config.run_id:  # a later run of the date has replaced ours
-        return manifest
-    manifest.update(extra)
-    path = FileSystems.join(partition_dir(config), MANIFEST)
-    if _is_local(path):
-        _write_json(path + ".tmp", manifest)
-        FileSystems.rename([path + ".tmp"], [path])
-    else:
-        _write_json(path, manifest)
-    return manifest
-
-
-def check_output_writable(config: JobConfig) -> None:
-    """Create and delete a probe file under the table's staging folder.
-
-    Raises:
-        OSError: (or Beam's ``BeamIOError``) if the output cannot be written.
-    """
-    probe_dir = FileSystems.join(staging_root(config), config.run_id)
-    probe = FileSystems.join(probe_dir, "_probe")
-    handle = FileSystems.create(probe)
-    handle.write(b"ok")
-    handle.close()
-    FileSystems.delete([probe])
-    _remove_if_empty(probe_dir)
-    _remove_if_empty(staging_root(config))
-
-
-def _remove_if_empty(folder: str) -> None:
-    """Remove an empty local folder (object stores have no empty folders to remove)."""
-    if _is_local(folder) and FileSystems.exists(folder) and not FileSystems.match([folder + "/**"])[0].metadata_list:
-        FileSystems.delete([folder])
-
-
-def _delete_tree(folder: str) -> None:
-    """Delete a folder and everything below it, on any filesystem."""
-    if _is_local(folder):
-        if FileSystems.exists(folder):
-            FileSystems.delete([folder])
-        return
-    found = [meta.path for meta in FileSystems.match([folder + "/**"])[0].metadata_list]
-    if found:
-        FileSystems.delete(found)
-
-
-def _swap_local(staged: str, final: str, parked: str) -> None:
-    """Replace ``final`` by ``staged`` with two renames, restoring ``final`` on failure."""
-    had_previous = FileSystems.exists(final)
-    if had_previous:
-        FileSystems.rename([final], [parked])
-    try:
-        FileSystems.rename([staged], [final])
-    except Exception:
-        if had_previous:
-            FileSystems.rename([parked], [final])
-        raise
-
-
-def _swap_by_files(staged: str, final: str, names: list[str]) -> None:
-    """Object stores: move the new files in, then delete the previous run's files."""
-    old = [meta.path for meta in FileSystems.match([final + "/*"])[0].metadata_list]
-    FileSystems.rename([FileSystems.join(staged, n) for n in names], [FileSystems.join(final, n) for n in names])
-    stale = [path for path in old if FileSystems.split(path)[1] not in names]
-    if stale:
-        FileSystems.delete(stale)
-
-
-def _check_ids(expected: Expected, files: list[str]) -> None:
-    """Refuse a partition whose rows are not exactly one per dataset found.
-
-    The dataset ids are read back from the staged files. With file and directory
-    grouping they must be exactly the ids discovery found, each once; with column
-    grouping (ids known only after reading) each id must appear once.
-
-    Raises:
-        RuntimeError: naming the ids missing, duplicated or not found by discovery.
-    """
-    written = pa.concat_arrays(
-        [chunk for path in files for chunk in read_table(path, ["dataset"]).column("dataset").chunks]
-        or [pa.array([], pa.string())]
-    )
-    check_ids(expected.datasets, written)
-
-
-def commit_partition(
-    config: JobConfig,
-    files: list[str],
-    summary: dict,
-    null_key_rows: int,
-    finished_at: dt.datetime,
-    expected: Expected | None = None,
-) -> dict:
-    """Write the manifest and make the staged partition the visible one.
-
-    Args:
-        config: The job's configuration.
-        files: The data files written to the staging folder.
-        summary: The :class:`SummarizeRows` tally of all output rows.
-        null_key_rows: Rows skipped because their grouping key was null.
-        finished_at: When the write finished (UTC).
-        expected: What discovery found (``None``: not checked): every dataset id found
-            must be written exactly once, and no other (with column grouping, whose
-            ids are known only after reading, each id once); its skipped files are
-            recorded in the manifest.
-
-    Returns:
-        The manifest that was written.
-
-    Raises:
-        RuntimeError: if there is nothing to commit, or the rows do not match the
-            datasets found (the previous partition is kept either way).
-    """
-    final = partition_dir(config)
-    staged = staging_dir(config)
-    if not files or not summary["datasets"]:
-        raise RuntimeError("no datasets were fitted; the previous partition is kept")
-    if not FileSystems.exists(files[0]):  # a retried commit after a successful one
-        committed = read_manifest(config) if FileSystems.exists(FileSystems.join(final, MANIFEST)) else {}
-        if committed.get("run_id") == config.run_id:
-            return committed
-        raise RuntimeError(f"the staged files of run {config.run_id} are gone; nothing was committed")
-    if expected is not None:
-        _check_ids(expected, files)
-    names = sorted(FileSystems.split(path)[1] for path in files)
-    manifest = {
-        "run_id": config.run_id,
-        "run_date": config.run_date,
-        "input": config.input,
-        "partition": final,
-        "options": config.describe(),
-        "versions": _versions(),
-        "counts": {key: summary.get(key, 0) for key in ("datasets", *Status.ALL, "reused")},
-        "rows": {
-            "used": summary["rows_used"],
-            "dropped": summary["rows_dropped"],
-            "null_key": null_key_rows,
-        },
-        "skipped": [{"path": path, "reason": reason} for path, reason in (expected.skipped if expected else ())],
-        "files": names,
-        "started_at": config.started_at.isoformat(),
-        "finished_at": finished_at.isoformat(),
-    }
-    _write_json(FileSystems.join(staged, MANIFEST), manifest)
-    run_folder = FileSystems.join(staging_root(config), config.run_id)
-    if _is_local(final):
-        _swap_local(staged, final, FileSystems.join(run_folder, "previous"))
-    else:
-        marks = [FINGERPRINTS] if FileSystems.exists(FileSystems.join(staged, FINGERPRINTS)) else []
-        _swap_by_files(staged, final, [*names, MANIFEST, *marks])
-    _delete_tree(run_folder)
-    _remove_stale_staging(config)
-    return manifest
-
-
-def _remove_stale_staging(config: JobConfig) -> None:
-    """Delete staging folders that crashed runs of the same date left behind."""
-    root = staging_root(config)
-    marker = f"/run_date={config.run_date}/"
-    runs = set()
-    for meta in FileSystems.match([root + "/**"])[0].metadata_list:
-        relative = meta.path[len(root) + 1 :]
-        if marker in "/" + relative:
-            runs.add(relative.split("/", 1)[0])
-    for run in sorted(runs):
-        _delete_tree(FileSystems.join(root, run))
-    _remove_if_empty(root)
 
 
 class _CommitFn(beam.DoFn):

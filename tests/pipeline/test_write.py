@@ -16,9 +16,12 @@ from pipeline.config.settings import FitConfig, JobConfig
 from pipeline.discover.layout import DatasetRef
 from pipeline.discover.listing import Expected
 from pipeline.fit import FitResult, Status
+from pipeline.table.commit import commit_partition
+from pipeline.table.leases import RunLease
 from pipeline.table.paths import partition_dir, staging_dir
 from pipeline.table.schema import SCHEMA, result_row
-from pipeline.table.write import SummarizeRows, WriteTable, check_output_writable, commit_partition
+from pipeline.table.write import SummarizeRows, WriteTable
+from tests.pipeline.test_commit import dead_run
 from tests.pipeline.test_options import NOW
 
 
@@ -98,6 +101,7 @@ def test_commit_swaps_partition_and_removes_staging(tmp_path: Path) -> None:
     assert {"tapefit", "apache-beam", "tensorflow", "pyarrow"} <= set(manifest["versions"])
     # A crashed run of the same date left staging behind; the next commit clears it.
     crashed = _config(table, "run-crashed")
+    dead_run(crashed)
     _stage(crashed, "half.parquet")
     second = _config(table, "run-2")
     commit_partition(second, [_stage(second, "two.parquet")], EXPECTED, 0, NOW)
@@ -149,9 +153,10 @@ def test_commit_compares_the_set_of_ids_not_their_count(tmp_path: Path) -> None:
 
 def test_output_check_fails_under_a_regular_file(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
-    with pytest.raises(Exception):  # noqa: B017,PT011 (Beam raises its own IO error types)
-        check_output_writable(_config(tmp_path / "file" / "table"))
-    check_output_writable(_config(tmp_path / "table"))
+    with pytest.raises(OSError):  # noqa: PT011 (NotADirectoryError)
+        RunLease(_config(tmp_path / "file" / "table")).acquire()
+    with RunLease(_config(tmp_path / "table")):
+        assert (tmp_path / "table" / "_staging" / "run-1" / "_lease.json").is_file()
     assert not (tmp_path / "table" / "_staging").exists()
 
 
