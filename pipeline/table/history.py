@@ -163,10 +163,12 @@ class PreviousRun:
         Empty when there is nothing to start from. Huber's σ is not passed on (see
         docs/table.md): the fit starts a Huber descent cold unless it is given σ too.
         """
-        if self.warm_from is None:
-            return {}
-        names, ws, bs = (self.warm_from.rows.column(c).to_pylist() for c in ("dataset", "w", "b"))
-        return {name: (w, b) for name, w, b in zip(names, ws, bs, strict=True) if w is not None and b is not None}
+        return _starts(self.warm_from.rows) if self.warm_from is not None else {}
+
+
+def _starts(rows: pa.Table) -> dict[str, Start]:
+    names, ws, bs = (rows.column(c).to_pylist() for c in ("dataset", "w", "b"))
+    return {name: (w, b) for name, w, b in zip(names, ws, bs, strict=True) if w is not None and b is not None}
 
 
 def _committed_dates(output: str) -> list[str]:
@@ -213,7 +215,11 @@ def _listed(folder: str, names: list[str], present: set[str]) -> list[str]:
 
 
 def _read_fingerprints(path: str) -> tuple[dict[str, str], str | None]:
-    table = pa.ipc.open_file(io.BytesIO(_read_bytes(path))).read_all()
+    try:
+        table = pa.ipc.open_file(io.BytesIO(_read_bytes(path))).read_all()
+    except pa.ArrowException as error:
+        message = f"the previous partition's {path} is not a tapefit fingerprints file ({error}); rerun that date"
+        raise ForeignPartitionError(" ".join(message.split())) from None
     prints = dict(zip(*(table.column(c).to_pylist() for c in ("dataset", "fingerprint")), strict=True))
     settings = (table.schema.metadata or {}).get(SETTINGS_METADATA)
     return prints, settings.decode("utf-8") if settings is not None else None
@@ -285,7 +291,7 @@ def warm_starts(config: JobConfig) -> dict[str, Start]:
         ForeignPartitionError: if that partition cannot be read as this table's.
     """
     start = _start_partition(config, _committed_dates(config.output), None)
-    return PreviousRun(config.run_date, SCHEMA.empty_table(), {}, warm_from=start).starts()
+    return _starts(start.rows) if start is not None else {}
 
 
 def _latest(config: JobConfig, dates: list[str]) -> PreviousRun | None:

@@ -107,6 +107,9 @@ def test_a_listed_file_that_is_missing_is_named(tmp_path) -> None:  # noqa: ANN0
     _partition("2026-01-02", {"part-0.parquet": {"a": 1.0}}, {"files": ["part-0.parquet"], "fingerprints": "_f.arrow"})
     with pytest.raises(ForeignPartitionError, match=r"run_date=2026-01-02/_f.arrow is missing"):
         read_partition(TABLE, "2026-01-02")
+    _put(f"{TABLE}/run_date=2026-01-02/_f.arrow", b"not Arrow")
+    with pytest.raises(ForeignPartitionError, match=r"_f.arrow is not a tapefit fingerprints file \("):
+        read_partition(TABLE, "2026-01-02")
 
 
 def test_warm_starts_come_from_before_the_run_date_under_the_same_settings(tmp_path) -> None:  # noqa: ANN001
