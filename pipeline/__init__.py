@@ -15,4 +15,4 @@ Apart from the flow: ``config`` (options and the frozen configuration), ``observ
 one Beam pipeline). The launchers live in the top-level ``jobs`` package.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

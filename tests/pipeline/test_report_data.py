@@ -74,6 +74,10 @@ def test_partitions_latest_and_previous(tmp_path: Path) -> None:
         find_partition(tmp_path, None)
     for date in ("2026-01-03", "2025-12-31", "2026-01-01"):
         (tmp_path / f"run_date={date}").mkdir()
+        (tmp_path / f"run_date={date}" / "_manifest.json").write_text("{}")
+    (tmp_path / "run_date=2026-01-01" / "_manifest.json").unlink()  # a table written before manifests
+    (tmp_path / "run_date=2026-01-01" / "part-0.parquet").write_bytes(b"PAR1")
+    (tmp_path / "run_date=2026-01-04").mkdir()  # an empty folder is no partition
     (tmp_path / "_staging").mkdir()
     assert run_dates(tmp_path) == ["2025-12-31", "2026-01-01", "2026-01-03"]
     assert find_partition(tmp_path, None).name == "run_date=2026-01-03"
