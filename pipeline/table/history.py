@@ -158,17 +158,22 @@ class PreviousRun:
         return rows.set_column(rows.schema.get_field_index("run_id"), "run_id", run_ids).cast(SCHEMA)
 
     def starts(self) -> dict[str, Start]:
-        """``dataset → (w, b)`` for ``--warm_start``: the rows of :attr:`warm_from` that have numbers.
+        """``dataset → (w, b, scale)`` for ``--warm_start``: the rows of :attr:`warm_from` that have numbers.
 
-        Empty when there is nothing to start from. Huber's σ is not passed on (see
-        docs/table.md): the fit starts a Huber descent cold unless it is given σ too.
+        Empty when there is nothing to start from. The scale is Huber's fitted σ (the
+        settings key matches, so the previous rows are Huber fits too); the squared
+        loss uses only (w, b).
         """
         return _starts(self.warm_from.rows) if self.warm_from is not None else {}
 
 
 def _starts(rows: pa.Table) -> dict[str, Start]:
-    names, ws, bs = (rows.column(c).to_pylist() for c in ("dataset", "w", "b"))
-    return {name: (w, b) for name, w, b in zip(names, ws, bs, strict=True) if w is not None and b is not None}
+    names, ws, bs, scales = (rows.column(c).to_pylist() for c in ("dataset", "w", "b", "scale"))
+    return {
+        name: (w, b) if scale is None else (w, b, scale)
+        for name, w, b, scale in zip(names, ws, bs, scales, strict=True)
+        if w is not None and b is not None
+    }
 
 
 def _committed_dates(output: str) -> list[str]:

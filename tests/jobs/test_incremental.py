@@ -115,6 +115,24 @@ def test_warm_start_saves_steps_and_lands_on_the_same_fit(tmp_path: Path) -> Non
         assert row["b"] == pytest.approx(cold[name]["b"], rel=1e-9, abs=1e-12)
 
 
+def test_huber_warm_start_starts_from_w_b_and_sigma(tmp_path: Path) -> None:
+    """Several datasets in one batch, each started from its own (w, b, σ), each mapped with its own scaling."""
+    source, table = tmp_path / "in", tmp_path / "table"
+    rng = np.random.default_rng(8)
+    for i in range(4):
+        x = rng.uniform(-5, 5, 400) * (1 + 10 * i)
+        y = (0.5 + i) * x + 3 * i + rng.normal(0, 0.2 * (1 + i), 400)
+        y[rng.choice(400, 12, replace=False)] += 80 * (1 + i)  # spikes
+        write_parquet(source / f"d{i}.parquet", x=x, y=y)
+    cold = _run(source, table, "2026-01-01", "--loss", "huber")
+    warm = _run(source, table, "2026-01-02", "--loss", "huber", "--warm_start")
+    for name, row in warm.items():
+        assert cold[name]["status"] == "ok" and row["status"] == "ok"
+        assert row["steps"] < cold[name]["steps"] / 2, (name, row["steps"], cold[name]["steps"])
+        assert row["w"] == pytest.approx(cold[name]["w"], rel=1e-9)
+        assert row["scale"] == pytest.approx(cold[name]["scale"], rel=1e-8)
+
+
 def _config(source: Path, table: Path, date: str, *extra: str) -> JobConfig:
     """The configuration the job builds from the same flags."""
     flags = ["--input", str(source), "--output", str(table), "--run_date", date, *extra]
