@@ -18,7 +18,6 @@ def test_stress_accounting_on_a_real_run(tmp_path: Path) -> None:
     assert problems == [] and rows.num_rows == 12
     partition = next((tmp_path / "table").glob("run_date=*"))
     files = sorted(partition.glob("*.parquet"))
-    assert len(files) >= 2  # batches of 5: several files
     first = pq.read_table(files[0])
     pq.write_table(first.slice(1), files[0])  # one row lost
     _, problems = stress.check_run(tmp_path / "table", ids)
