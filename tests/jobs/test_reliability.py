@@ -69,6 +69,21 @@ def _start(*args: str, env: dict | None = None) -> subprocess.Popen:
     )
 
 
+def _paused_run(many: Path, table: Path, point: str, *extra: str) -> tuple[dict[str, bytes], subprocess.Popen, int]:
+    """Commit a first run, then start a second that pauses at ``point``.
+
+    Returns:
+        The first partition's bytes, the paused run, and the pid that reached the point.
+    """
+    assert run_job("--input", str(many), "--output", str(table), "--run_date", DATE).returncode == 0
+    before = _snapshot(table / f"run_date={DATE}")
+    marker = table.parent / "paused"
+    env = {"TAPEFIT_PAUSE_AT": point, "TAPEFIT_PAUSE_MARKER": str(marker)}
+    run = _start("--input", str(many), "--output", str(table), "--run_date", DATE, *extra, env=env)
+    _wait_for(marker.with_name(f"paused.{point}"), run, timeout=300)
+    return before, run, int(marker.with_name(f"paused.{point}").read_text())
+
+
 def test_concurrent_runs_of_different_dates_and_of_one_date_all_succeed(many: Path, tmp_path: Path) -> None:
     table = tmp_path / "table"
     dates = ["2026-03-01", "2026-03-02", "2026-03-03", DATE, DATE]  # a backfill, and one date three times
@@ -114,12 +129,7 @@ def test_a_stopped_launcher_cleans_up_and_keeps_the_previous_partition(
     many: Path, tmp_path: Path, point: str, signum: int
 ) -> None:
     table = tmp_path / "table"
-    assert run_job("--input", str(many), "--output", str(table), "--run_date", DATE).returncode == 0
-    before = _snapshot(table / f"run_date={DATE}")
-    marker = tmp_path / "paused"
-    env = {"TAPEFIT_PAUSE_AT": point, "TAPEFIT_PAUSE_MARKER": str(marker)}
-    run = _start("--input", str(many), "--output", str(table), "--run_date", DATE, env=env)
-    _wait_for(marker.with_name(f"paused.{point}"), run)
+    before, run, _ = _paused_run(many, table, point)
     run.send_signal(signum)
     _, err = run.communicate(timeout=120)
     assert run.returncode == 128 + signum, err
@@ -133,14 +143,8 @@ def test_a_stopped_launcher_cleans_up_and_keeps_the_previous_partition(
 
 def test_a_dead_worker_ends_the_run_with_exit_1_and_one_line(many: Path, tmp_path: Path) -> None:
     table = tmp_path / "table"
-    assert run_job("--input", str(many), "--output", str(table), "--run_date", DATE).returncode == 0
-    before = _snapshot(table / f"run_date={DATE}")
-    marker = tmp_path / "paused"
-    env = {"TAPEFIT_PAUSE_AT": "fitting", "TAPEFIT_PAUSE_MARKER": str(marker)}
     multi = ("--direct_running_mode", "multi_processing", "--direct_num_workers", "2")
-    run = _start("--input", str(many), "--output", str(table), "--run_date", DATE, *multi, env=env)
-    _wait_for(marker.with_name("paused.fitting"), run, timeout=300)
-    worker = int(marker.with_name("paused.fitting").read_text())
+    before, run, worker = _paused_run(many, table, "fitting", *multi)
     assert worker != run.pid  # the fit runs in a worker process
     os.kill(worker, signal.SIGKILL)
     _, err = run.communicate(timeout=300)
@@ -154,13 +158,8 @@ def test_a_dead_worker_ends_the_run_with_exit_1_and_one_line(many: Path, tmp_pat
 
 def test_a_crash_between_the_two_renames_is_undone_by_the_next_run(many: Path, tmp_path: Path) -> None:
     table = tmp_path / "table"
-    assert run_job("--input", str(many), "--output", str(table), "--run_date", DATE).returncode == 0
-    before = _snapshot(table / f"run_date={DATE}")
-    marker = tmp_path / "paused"
-    env = {"TAPEFIT_PAUSE_AT": "between_renames", "TAPEFIT_PAUSE_MARKER": str(marker)}
-    run = _start("--input", str(many), "--output", str(table), "--run_date", DATE, env=env)
-    _wait_for(marker.with_name("paused.between_renames"), run)
-    os.kill(int(marker.with_name("paused.between_renames").read_text()), signal.SIGKILL)
+    before, run, paused = _paused_run(many, table, "between_renames")
+    os.kill(paused, signal.SIGKILL)
     run.communicate(timeout=120)
     assert not (table / f"run_date={DATE}").exists()  # the crash point
     other = run_job("--input", str(many), "--output", str(table), "--run_date", "2026-03-05")
