@@ -213,7 +213,7 @@ class ReadKeyedPartsFn(beam.DoFn):
         for path in paths:
             file_keys, file_pieces, file_nulls, kind = [], [], 0, "text"
             try:
-                for table in iter_tables(path, columns):
+                for table in iter_tables(path, columns, dictionary=(config.key_column,)):
                     values = [to_float64(table.column(name), name) for name in numeric]
                     names, order, starts, nulls, kind = split_by_key(table, config.key_column)
                     file_nulls += nulls
