@@ -37,6 +37,7 @@ __all__ = [
     "read_table",
     "read_xy",
     "split_by_key",
+    "stable_order",
     "to_float64",
 ]
 
@@ -91,12 +92,16 @@ def _open_local(source: str, stack: contextlib.ExitStack) -> tuple[pq.ParquetFil
 
 
 @contextlib.contextmanager
-def open_parquet(path: str, columns: list[str], dictionary: tuple[str, ...] = ()) -> Iterator[pq.ParquetFile]:
+def open_parquet(
+    path: str, columns: list[str], dictionary: tuple[str, ...] = (), most_rows: int | None = None
+) -> Iterator[pq.ParquetFile]:
     """Open a Parquet file for reading ``columns``, checking that they exist.
 
     Text columns named in ``dictionary`` (which must be among ``columns``) are read
     dictionary-encoded, as Parquet stores them: a grouping key, much faster than
-    decoding every row's text.
+    decoding every row's text. Only for files of at most ``most_rows`` rows (if given):
+    streamed dictionary columns would come in pieces cut at every row group, which
+    would change where a file's chunks begin.
 
     Local files are opened by pyarrow directly (its fastest entry point); any other
     path goes through Beam's ``FileSystems``, so ``gs://`` and ``s3://`` work too.
@@ -129,7 +134,8 @@ def open_parquet(path: str, columns: list[str], dictionary: tuple[str, ...] = ()
                 raise DatasetError(
                     f"column {name!r} appears {names.count(name)} times in the file; a column must be unique"
                 )
-        if dictionary and FAST_PATHS:  # the same file again, its footer already parsed
+        small = most_rows is None or parquet.metadata.num_rows <= most_rows
+        if dictionary and FAST_PATHS and small:  # the same file again, its footer already parsed
             parquet = stack.enter_context(
                 pq.ParquetFile(source, metadata=parquet.metadata, read_dictionary=list(dictionary))
             )
@@ -158,13 +164,14 @@ def iter_tables(
 
     A small file is one read; a large one is streamed record batch by record batch, so
     memory stays bounded whatever the file's size. ``chunk_rows`` defaults to
-    :data:`CHUNK_ROWS`. Text columns in ``dictionary`` arrive dictionary-encoded.
+    :data:`CHUNK_ROWS`. Text columns in ``dictionary`` arrive dictionary-encoded when the
+    file is one read (streamed, they are decoded: chunks start where they always did).
 
     Raises:
         DatasetError: if the file is unreadable or lacks a column.
     """
     chunk_rows = chunk_rows or CHUNK_ROWS
-    with open_parquet(path, columns, dictionary) as parquet:
+    with open_parquet(path, columns, dictionary, chunk_rows) as parquet:
         try:
             if parquet.metadata.num_rows <= chunk_rows:
                 yield parquet.read(columns=columns, use_threads=False)  # small: threads cost more than they save
@@ -297,7 +304,7 @@ def _codes_directly(column: pa.ChunkedArray) -> tuple[pa.Array, pa.Array, str] |
     return encoded.indices, values, _kind(value)
 
 
-def _stable_order(codes: np.ndarray, distinct: int) -> np.ndarray:
+def stable_order(codes: np.ndarray, distinct: int) -> np.ndarray:
     """``np.argsort(codes, kind="stable")`` for codes in ``[-1, distinct)``, by radix sorts of 16-bit digits.
 
     numpy radix-sorts 16-bit keys (~6x faster than its merge sort); beyond 32,767
@@ -337,7 +344,7 @@ def split_by_key(table: pa.Table, key_column: str) -> tuple[list[str], np.ndarra
     codes = pc.fill_null(indices, -1).to_numpy()
     null_rows = int(np.count_nonzero(codes < 0))
     if FAST_PATHS:
-        order = _stable_order(codes, len(dictionary))[null_rows:]
+        order = stable_order(codes, len(dictionary))[null_rows:]
     else:
         order = np.argsort(codes.astype(np.int16) if len(dictionary) < 32767 else codes, kind="stable")[null_rows:]
     sorted_codes = codes[order]

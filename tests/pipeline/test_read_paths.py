@@ -123,12 +123,24 @@ def _many_keys_input(root: Path) -> None:
     write_parquet(root / "p0.parquet", k=keys, x=x, y=y)
 
 
+def _chunked_input(root: Path) -> None:
+    """Files read in several chunks (``CHUNK_ROWS`` is lowered): a key's pieces merged within a file."""
+    rng = np.random.default_rng(6)
+    for part in range(2):
+        x, y = _line(rng, 5_000)
+        keys = pa.array([f"k{i}" for i in rng.integers(0, 300, 5_000)])
+        path = root / f"p{part}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"k": keys, "x": x, "y": y}), path, row_group_size=700)
+
+
 CASES = {
     "file": (_files_input, "file", None),
     "directory": (_directory_input, "directory", None),
     "column": (_column_input, "column", "k"),
     "column-int": (_int_key_input, "column", "k"),
     "column-many": (_many_keys_input, "column", "k"),
+    "column-chunks": (_chunked_input, "column", "k"),
 }
 
 
@@ -167,6 +179,8 @@ def test_fast_reads_give_the_reference_rows(tmp_path: Path, monkeypatch: pytest.
     make, group_by, key = CASES[case]
     root = tmp_path / "in"
     make(root)
+    if case == "column-chunks":
+        monkeypatch.setattr(parquet, "CHUNK_ROWS", 1_000)
     monkeypatch.setattr(parquet, "FAST_PATHS", False)
     reference = _rows(root, group_by, key, form)
     monkeypatch.setattr(parquet, "FAST_PATHS", True)
