@@ -203,6 +203,8 @@ def evaluate_targets(rows: Sequence[dict], rowform: dict | None = None) -> list[
         targets.append(_target("row-steps/s, one core", probe, m["row_steps_per_s"], ROW_STEPS_PER_S, at_most=False))
     for r in rows:
         wl = r["workload"]
+        if r["status"] == "skipped":  # not run on this workload: no target to meet or miss
+            continue
         if r.get("ratio_vs_default_loss") is not None:
             targets.append(_target("huber/default loss", r, r["ratio_vs_default_loss"], HUBER_VS_DEFAULT))
             continue
