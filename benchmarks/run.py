@@ -1,6 +1,6 @@
 """Benchmark tapefit side by side with DuckDB, a pyarrow read floor, numpy and the eager loop.
 
-Usage: ``python -m benchmarks.run [--quick] [--workloads S,M,L,K] [--contenders ...] [--out FILE]``
+Usage: ``python -m benchmarks.run [--quick] [--workloads S,M,L,K,S10,K10,ONE] [--contenders ...] [--out FILE]``
 
 Generates the workloads once into the cache folder (reused by later runs), then runs every
 contender on every workload in this one invocation, one after the other on the same files,
@@ -26,7 +26,7 @@ from pathlib import Path
 from benchmarks.contenders import ROOT, Contender, Outcome, default_contenders, run_contender
 from benchmarks.machine import describe
 from benchmarks.report import evaluate_targets, format_table, format_targets, result_row
-from benchmarks.workloads import FULL, QUICK, Workload, ensure
+from benchmarks.workloads import DEFAULT_WORKLOADS, FULL, QUICK, Workload, ensure
 
 __all__ = ["DEFAULT_CACHE", "main", "parse_args"]
 
@@ -52,7 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     names = [c.name for c in default_contenders()]
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="scaled-down workloads (about a minute in all)")
-    parser.add_argument("--workloads", default="S,M,L,K", help="comma-separated subset of S,M,L,K (default: all)")
+    parser.add_argument(
+        "--workloads",
+        default=",".join(DEFAULT_WORKLOADS),
+        help=f"comma-separated subset of {','.join(DEFAULT_WORKLOADS)} (default: all)",
+    )
     parser.add_argument(
         "--contenders",
         default=None,

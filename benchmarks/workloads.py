@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 __all__ = [
+    "DEFAULT_WORKLOADS",
     "FULL",
     "GENERATOR_VERSION",
     "KEY_COLUMN",
@@ -52,6 +53,7 @@ class Workload:
         rows: Rows per dataset.
         n_files: Parquet files written (one per dataset for the file layout).
         eager_sample: Datasets the textbook eager loop fits (0: not run on this workload).
+        per_folder: Files per subfolder of the file layout (``g000/``, ``g001/``, ...).
     """
 
     name: str
@@ -60,11 +62,13 @@ class Workload:
     rows: int
     n_files: int
     eager_sample: int
+    per_folder: int = 1000
 
     @property
     def key(self) -> str:
         """Cache folder name: name, shape and generator version."""
-        return f"{self.name}-{self.n_datasets}x{self.rows}-{self.n_files}f-v{GENERATOR_VERSION}"
+        folders = "" if self.per_folder == 1000 else f"-{self.per_folder}pf"
+        return f"{self.name}-{self.n_datasets}x{self.rows}-{self.n_files}f{folders}-v{GENERATOR_VERSION}"
 
     @property
     def group_by(self) -> str:
@@ -82,7 +86,7 @@ class Workload:
             return ["."]
         if self.layout == "column":
             return [_key(i) for i in range(self.n_datasets)]
-        return [_file_stem(i) for i in range(self.n_datasets)]
+        return [_file_stem(i, self.per_folder) for i in range(self.n_datasets)]
 
 
 FULL = {
@@ -90,12 +94,23 @@ FULL = {
     "M": Workload("M", "file", 1_000, 50_000, 1_000, eager_sample=1),
     "L": Workload("L", "directory", 1, 50_000_000, 100, eager_sample=0),
     "K": Workload("K", "column", 10_000, 2_000, 20, eager_sample=3),
+    # at scale: 200,000 small files in folders of 10,000; a 200M-row long table in 20 files of
+    # 10M rows (row groups of 1M), 100,000 keys
+    "S10": Workload("S10", "file", 200_000, 100, 200_000, eager_sample=0, per_folder=10_000),
+    "K10": Workload("K10", "column", 100_000, 2_000, 20, eager_sample=0),
+    # start-up: one dataset, against the import floor (benchmarks.floor)
+    "ONE": Workload("ONE", "file", 1, 100, 1, eager_sample=0),
 }
+# The workloads `make bench` runs by default (all of them).
+DEFAULT_WORKLOADS = tuple(FULL)
 QUICK = {  # a minute or so in all, most of it tapefit's start-up; the eager loop only on S
     "S": Workload("S", "file", 200, 100, 200, eager_sample=3),
     "M": Workload("M", "file", 10, 50_000, 10, eager_sample=0),
     "L": Workload("L", "directory", 1, 1_000_000, 10, eager_sample=0),
     "K": Workload("K", "column", 200, 2_000, 4, eager_sample=0),
+    "S10": Workload("S10", "file", 2_000, 100, 2_000, eager_sample=0),
+    "K10": Workload("K10", "column", 1_000, 200, 4, eager_sample=0),
+    "ONE": Workload("ONE", "file", 1, 100, 1, eager_sample=0),
 }
 
 
@@ -103,8 +118,8 @@ def _key(i: int) -> str:
     return f"k{i:05d}"
 
 
-def _file_stem(i: int) -> str:
-    return f"g{i // 1000:03d}/d{i:06d}"
+def _file_stem(i: int, per_folder: int = 1000) -> str:
+    return f"g{i // per_folder:03d}/d{i:06d}"
 
 
 def dataset_id(path: str, root: str, layout: str) -> str:
@@ -174,7 +189,7 @@ def generate(workload: Workload, out: Path) -> None:
             which = np.arange(start, min(start + per_chunk, workload.n_datasets))
             x, y = _rows(rng, p, np.repeat(which[:, None], workload.rows, axis=1))
             for j, i in enumerate(which.tolist()):
-                _write(out / f"{_file_stem(i)}.parquet", x=x[j], y=y[j])
+                _write(out / f"{_file_stem(i, workload.per_folder)}.parquet", x=x[j], y=y[j])
     elif workload.layout == "directory":
         for part, (lo, hi) in enumerate(_split(workload.total_rows, workload.n_files)):
             x, y = _rows(rng, p, np.zeros(hi - lo, dtype=np.int64))

@@ -19,7 +19,7 @@ from pipeline.config.settings import GroupBy, JobConfig
 from pipeline.discover.fingerprints import WHOLE_INPUT, fingerprint, settings_key
 from pipeline.discover.layout import DatasetRef, directory_ref, file_ref, input_layout, list_input, parent, unique_ids
 
-__all__ = ["BATCH_BYTES", "DiscoverDatasets", "Expected", "History", "merge_expected"]
+__all__ = ["BATCH_BYTES", "DiscoverDatasets", "Expected", "History", "ReadBatch", "merge_expected"]
 
 
 class History(Protocol):
@@ -69,14 +69,25 @@ def merge_expected(found: Iterable[Expected]) -> Expected:
 BATCH_BYTES = 32 << 20
 
 
-def _batches(items: list, sizes: list[int], most: int) -> Iterator[list]:
+class ReadBatch(list):
+    """One read batch: a plain list of what the readers need, as one Beam element.
+
+    A subclass only so that Beam's coder, which encodes a ``list`` item by item (and
+    each :class:`DatasetRef` in a pickle call of its own), pickles the whole batch in
+    one call: 20,000 datasets cost 0.02 s instead of 0.4 s at each stage boundary.
+    """
+
+    __slots__ = ()
+
+
+def _batches(items: list, sizes: list[int], most: int) -> Iterator[ReadBatch]:
     """Cut ``items`` into runs of at most ``most`` items and about ``BATCH_BYTES``."""
-    batch: list = []
+    batch = ReadBatch()
     weight = 0
     for item, size in zip(items, sizes, strict=True):
         if batch and (len(batch) >= most or weight + size > BATCH_BYTES):
             yield batch
-            batch, weight = [], 0
+            batch, weight = ReadBatch(), 0
         batch.append(item)
         weight += size
     if batch:

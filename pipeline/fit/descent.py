@@ -191,7 +191,7 @@ class Descent:
         )
         settings = [scalar, scalar, steps, scalar]
 
-        @tf.function(input_signature=[vector] * 5 + [vector] * 2 + frame + settings)
+        @tf.function(input_signature=[vector] * 5 + [vector] * 2 + frame + settings, autograph=False)
         def squared_gram(floor, curvature, slope, mean_x, mean_y, w0, b0, *rest):  # noqa: ANN001, ANN002, ANN202
             frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
             quadratic = losses.squared_gram(floor, curvature, slope, mean_x, mean_y)
@@ -200,13 +200,13 @@ class Descent:
         matrix = tf.TensorSpec([None, None], real)
         rows = [matrix, matrix, matrix, index, vector]
 
-        @tf.function(input_signature=rows + [vector] * 2 + frame + settings, jit_compile=True)
+        @tf.function(input_signature=rows + [vector] * 2 + frame + settings, jit_compile=True, autograph=False)
         def squared_rows(x, y, weight, segment, total, w0, b0, *rest):  # noqa: ANN001, ANN002, ANN202
             frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
             loss = losses.squared_rows(x, y, weight, segment, total)
             return _descend(loss, [w0, b0], frame, settings, "squared_rows")
 
-        @tf.function(input_signature=rows + [vector] * 3 + frame + settings, jit_compile=True)
+        @tf.function(input_signature=rows + [vector] * 3 + frame + settings, jit_compile=True, autograph=False)
         def huber_rows(x, y, weight, segment, total, a0, c0, s0, *rest):  # noqa: ANN001, ANN002, ANN202
             frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
             loss = losses.huber_rows(x, y, weight, segment, total, settings[3])

@@ -14,6 +14,7 @@ Few, large elements keep Beam's per-element cost off the per-dataset budget:
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ __all__ = ["SHARDS", "Batch", "MergePartialsFn", "Partials", "mixed_kinds_reason
 SHARDS = 16
 
 
+@functools.lru_cache(maxsize=1 << 18)  # a long table's keys come back in every file
 def shard_of(dataset: str) -> int:
     """A dataset's shard, the same in every process (unlike ``hash``)."""
     return zlib.crc32(dataset.encode("utf-8")) % SHARDS

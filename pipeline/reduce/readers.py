@@ -15,9 +15,12 @@ from collections.abc import Iterator
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.config.settings import JobConfig
 from pipeline.discover.layout import DatasetRef, input_layout
+from pipeline.read import parquet
 from pipeline.read.parquet import (
     DatasetError,
     KeyedChunk,
@@ -25,6 +28,7 @@ from pipeline.read.parquet import (
     iter_tables,
     read_keyed,
     split_by_key,
+    stable_order,
     to_float64,
 )
 from pipeline.reduce.batches import Batch, Partials, shard_of
@@ -213,7 +217,7 @@ class ReadKeyedPartsFn(beam.DoFn):
         for path in paths:
             file_keys, file_pieces, file_nulls, kind = [], [], 0, "text"
             try:
-                for table in iter_tables(path, columns):
+                for table in iter_tables(path, columns, dictionary=(config.key_column,)):
                     values = [to_float64(table.column(name), name) for name in numeric]
                     names, order, starts, nulls, kind = split_by_key(table, config.key_column)
                     file_nulls += nulls
@@ -226,13 +230,21 @@ class ReadKeyedPartsFn(beam.DoFn):
                 bad.append((layout.relative(path), path, path, reason))
                 continue
             null_rows += file_nulls  # only the rows of files that could be read
-            if len(file_pieces) > 1:  # the same key in several chunks of one file: merge them
+            if len(file_pieces) > 1 and not parquet.FAST_PATHS:  # the reference: sort the ids as text
                 names = np.array(file_keys, dtype=object)
                 order = np.argsort(names.astype(str), kind="stable")
                 sorted_names = names[order]
                 starts = np.flatnonzero(np.append(True, sorted_names[1:] != sorted_names[:-1]))
                 file_pieces = [reduce_runs(concat(file_pieces).take(order), starts)]
                 file_keys = sorted_names[starts].tolist()
+            elif len(file_pieces) > 1:  # the same key in several chunks of one file: merge them, in chunk order
+                encoded = pc.dictionary_encode(pa.array(file_keys, pa.string()))
+                codes = encoded.indices.to_numpy()
+                order = stable_order(codes, len(encoded.dictionary))
+                sorted_codes = codes[order]
+                starts = np.flatnonzero(np.diff(sorted_codes, prepend=-1))
+                file_pieces = [reduce_runs(concat(file_pieces).take(order), starts)]
+                file_keys = encoded.dictionary.take(pa.array(sorted_codes[starts])).to_pylist()
             keys.extend(file_keys)
             kinds.extend([kind] * len(file_keys))
             parts.extend([path] * len(file_keys))

@@ -36,6 +36,7 @@ def test_report_rows_and_targets():
     met = {(t["target"], t["contender"]): t["met"] for t in evaluate_targets(rows)}
     assert met == {
         ("wall/duckdb", "tapefit-x"): False,
+        ("peak RSS MiB", "tapefit-x"): True,  # 1.5 GB a process, on every workload
         ("rel diff w,b (all ok)", "tapefit-x"): False,
         ("eager/tapefit-x per dataset", "eager"): False,
     }

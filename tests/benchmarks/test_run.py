@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-WORKLOADS = ("S", "K")  # file and column layouts; the directory layout's pieces are in test_parts
+WORKLOADS = ("S", "K", "ONE")  # file and column layouts, and start-up; the directory layout's pieces are in test_parts
 
 
 def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -75,6 +75,9 @@ def test_every_contender_ran_on_every_workload(report):
         if contender == "tapefit-mp2-huber":  # measured on M only, against the default loss
             assert row["status"] == "skipped"
             continue
+        if contender == "import-floor" and workload != "ONE":  # the start-up workload only
+            assert row["status"] == "skipped"
+            continue
         assert row["status"] == "ok", row
         assert row["wall_s"] > 0 and row["max_rss_mb"] > 0
         assert row["max_rss_mb"] >= row["sampled_max_rss_mb"] - 1  # getrusage saw every process sampling saw
@@ -88,6 +91,14 @@ def test_fits_agree_with_duckdb(report):
                 assert row["max_rel_diff_w"] < 1e-6 and row["max_rel_diff_b"] < 1e-6, row
         if row["contender"] == "duckdb":
             assert row["ratio_vs_duckdb"] == 1.0
+
+
+def test_one_dataset_run_is_compared_with_its_import_floor(report):
+    rows = {(r["workload"], r["contender"]): r for r in report["results"]}
+    floor, run = rows[("ONE", "import-floor")], rows[("ONE", "tapefit-inproc")]
+    assert floor["status"] == run["status"] == "ok"
+    assert run["ratio_vs_floor"] == pytest.approx(run["wall_s"] / floor["wall_s"])
+    assert [t["contender"] for t in report["targets"] if t["target"] == "wall/import floor"] == ["tapefit-inproc"]
 
 
 def test_multi_process_workers_are_measured(report):

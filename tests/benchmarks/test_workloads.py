@@ -7,7 +7,7 @@ import dataclasses
 import pyarrow.parquet as pq
 import pytest
 
-from benchmarks.workloads import QUICK, dataset_id, ensure, generate, parquet_files
+from benchmarks.workloads import DEFAULT_WORKLOADS, FULL, QUICK, dataset_id, ensure, generate, parquet_files
 from tests.benchmarks.conftest import TINY
 
 
@@ -42,8 +42,15 @@ def test_an_interrupted_generation_is_redone(tmp_path):
     assert sum(pq.read_table(p).num_rows for p in parquet_files(data)) == workload.total_rows
 
 
-def test_quick_workloads_are_the_four_layout_shapes():
-    assert [w.layout for w in QUICK.values()] == ["file", "file", "directory", "column"]
+def test_quick_workloads_mirror_the_full_ones():
+    assert [w.layout for w in QUICK.values()] == ["file", "file", "directory", "column", "file", "column", "file"]
+    assert list(QUICK) == list(FULL) == list(DEFAULT_WORKLOADS)
+
+
+def test_scale_workloads_have_their_own_cache_keys():
+    assert FULL["S10"].key == "S10-200000x100-200000f-10000pf-v1" and FULL["S"].key == "S-20000x100-20000f-v1"
+    assert FULL["S10"].ids()[10_000] == "g001/d010000"
+    assert FULL["K10"].total_rows == 200_000_000 and FULL["K10"].n_datasets == 100_000
 
 
 def test_dataset_ids_follow_tapefit():
