@@ -314,12 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             stop = interrupted
             line = _stop(stop, state)
     print(line, file=sys.stderr, flush=True)
-    state["stopped"] = True
-    _last_run.update(state)
     return stop.exit_code
-
-
-_last_run: dict = {}  # console_main: did the last main() end by a signal
 
 
 def _main(argv: list[str], verbose: bool, state: dict) -> int:
@@ -432,11 +427,11 @@ def console_main() -> None:
 
         sys.exit(report.main(sys.argv[2:]))
     code = main()
-    if _last_run.get("stopped"):  # the runner's threads may still be running: leave without waiting on them
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    # Everything is written and released: leave without the interpreter's shutdown (0.4-0.6 s
+    # of module teardown), and without waiting on a runner's threads after a stop.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
