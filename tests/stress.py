@@ -10,7 +10,9 @@ and batch size, and checks each run:
 - its rows are bit-identical (every numeric column, status and error) to the first run
   of the same loss form: neither the runner nor the batching may change an answer.
 
-Usage: ``python -m tests.stress [--rounds 3] [--datasets 1000] [--rows 500] [--work DIR]``.
+Usage: ``python -m tests.stress [--rounds 3] [--datasets 1000] [--rows 500] [--work DIR]
+[--forms gram,rows] [--extra "--loss huber"]`` (``--extra``: more tapefit flags for every
+run; with ``--loss huber`` use ``--forms rows``, its only form).
 It prints one line per run and a closing tally, and exits 1 if any run broke a rule.
 """
 
@@ -31,7 +33,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
-FORMS = ("gram", "rows")
 MODES = {"in-process": (), "2 processes": ("--direct_running_mode", "multi_processing", "--direct_num_workers", "2")}
 BATCHES = (7, 100, 2000)
 # What a run's rows may differ in: who wrote them, and when.
@@ -74,10 +75,13 @@ def check_run(table: Path, ids: list[str]) -> tuple[pa.Table | None, list[str]]:
     return rows, problems
 
 
-def _run(input_dir: Path, table: Path, form: str, mode: tuple[str, ...], batch: int) -> tuple[int, str, float]:
+def _run(
+    input_dir: Path, table: Path, form: str, mode: tuple[str, ...], batch: int, extra: tuple[str, ...] = ()
+) -> tuple[int, str, float]:
     shutil.rmtree(table, ignore_errors=True)
     command = [sys.executable, "-m", "jobs.fit_lines", "--input", str(input_dir), "--output", str(table)]
-    command += ["--run_date", "2026-01-01", "--loss_form", form, "--batch_size", str(batch), *mode]
+    form_flag = ("--loss_form", form) if "huber" not in extra else ()
+    command += ["--run_date", "2026-01-01", *form_flag, "--batch_size", str(batch), *mode, *extra]
     started = time.monotonic()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     return done.returncode, done.stderr.strip().splitlines()[-1:] or [""], time.monotonic() - started
@@ -90,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", type=int, default=1000, help="datasets in the input (default 1000)")
     parser.add_argument("--rows", type=int, default=500, help="rows per dataset (default 500)")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
+    parser.add_argument("--forms", default="gram,rows", help="loss forms to run, comma-separated (default gram,rows)")
+    parser.add_argument("--extra", default="", help='more tapefit flags for every run, e.g. "--loss huber"')
     args = parser.parse_args(argv)
+    forms, extra = tuple(args.forms.split(",")), tuple(args.extra.split())
     work = args.work or Path(tempfile.mkdtemp(prefix="tapefit-stress-"))
     input_dir = work / "input"
     shutil.rmtree(input_dir, ignore_errors=True)
@@ -99,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     references: dict[str, pa.Table] = {}
     runs = broken = 0
     for round_no, (form, (mode_name, mode), batch) in itertools.product(
-        range(1, args.rounds + 1), itertools.product(FORMS, MODES.items(), BATCHES)
+        range(1, args.rounds + 1), itertools.product(forms, MODES.items(), BATCHES)
     ):
-        code, last, seconds = _run(input_dir, work / "table", form, mode, batch)
+        code, last, seconds = _run(input_dir, work / "table", form, mode, batch, extra)
         runs += 1
         problems = [f"exit {code}: {last[0]}"] if code != 0 else []
         if code == 0:
