@@ -369,7 +369,19 @@ def _failure(error: Exception, verbose: bool) -> tuple[int, str]:
     died = _WORKER_DIED.search(text) or _WORKER_DIED.search(_read(log_file()))
     if died:
         return EXIT_FAILED, f"tapefit: error: the job failed: {_worker_death(died)}; nothing was committed{where}"
-    return EXIT_FAILED, f"tapefit: error: the job failed: {one_line(error, 400)}{where}"
+    return EXIT_FAILED, f"tapefit: error: the job failed: {one_line(_cause(text) or error, 400)}{where}"
+
+
+# The last line of a traceback that a worker sent back as the error's text: "Error: why".
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Za-z_]\w*(?:Error|Exception)): (.+)$", re.M)
+
+
+def _cause(text: str) -> str | None:
+    """A multi-process runner's error is the worker's whole traceback: keep its exception line."""
+    if "Traceback (most recent call last):" not in text:
+        return None
+    found = _EXCEPTION_LINE.findall(text)
+    return f"{found[-1][1]}" if found else None
 
 
 def _read(path: str | None) -> str:

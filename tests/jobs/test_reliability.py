@@ -226,3 +226,18 @@ def test_stop_during_the_first_run_leaves_no_table_behind(many: Path, tmp_path: 
     _, err = run.communicate(timeout=120)
     assert run.returncode == 143, err
     assert not table.exists() or not any(table.iterdir())
+
+
+def test_a_workers_traceback_becomes_its_exception_line() -> None:
+    """A multi-process runner hands back the worker's whole traceback as the error's text."""
+    from jobs.fit_lines import _failure
+
+    remote = (
+        'Traceback (most recent call last):\n  File "apache_beam/runners/common.py", line 1512, in process\n'
+        "    raise RuntimeError(\nRuntimeError: 957 rows for the 1000 datasets found, missing 'g08/d00858': "
+        "a row was lost or duplicated [while running 'WriteTable/Commit']\n"
+    )
+    code, line = _failure(RuntimeError(remote), verbose=False)
+    assert code == 1
+    assert line.startswith("tapefit: error: the job failed: 957 rows for the 1000 datasets found, missing 'g08/d00858'")
+    assert "Traceback" not in line and "(traceback in " in line
