@@ -141,6 +141,9 @@ class TracebackDiverter:
 
     def divert(self, line: str) -> bool:
         """Whether ``line`` belongs in the log (and write it there)."""
+        if line.startswith("tapefit: "):  # tapefit's own line (progress, the last line) always shows
+            self._inside = self._after = False
+            return False
         if _closing.is_set():
             self._write(line)
             return True

@@ -103,3 +103,24 @@ def test_verbose_shows_the_logs(small_input: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "INFO " in done.stderr
     assert "tapefit: 19 datasets" in done.stdout
+
+
+def test_tracebacks_go_to_the_log_and_tapefits_own_lines_always_show() -> None:
+    """A worker's traceback cut short must not swallow the launcher's last line."""
+    from jobs.console import TracebackDiverter
+
+    diverter = TracebackDiverter()
+    lines = [
+        "tapefit: progress 10/20 datasets (50%) after 10 s",
+        "Traceback (most recent call last):",
+        '  File "x.py", line 1, in f',
+        "RuntimeError: boom",
+        "",
+        "During handling of the above exception, another exception occurred:",
+        "Traceback (most recent call last):",
+        '  File "y.py", line 2, in g',
+        "tapefit: error: the job failed: boom (traceback in /tmp/tapefit-x.log)",
+        "a real warning",
+    ]
+    shown = [line for line in lines if not diverter.divert(line)]
+    assert shown == [lines[0], lines[8], "a real warning"]
