@@ -102,6 +102,7 @@ _TRACEBACK_GOES_ON = re.compile(
 # A shell's word for a child it lost to a signal (DirectRunner starts workers through sh).
 _WORKER_DEATH = re.compile(r"^(Killed|Terminated|Aborted|Segmentation fault)( \(core dumped\))?$")
 _log: dict[str, str] = {}
+_log_lock = threading.Lock()  # the pump thread and the main thread both write to the log
 _closing = threading.Event()  # the run is being stopped: whatever its processes still print goes to the log
 
 
@@ -117,13 +118,14 @@ def log_file() -> str | None:
 
 def write_to_log(text: str) -> str:
     """Append ``text`` to this process's log file (created if need be); return its path."""
-    path = _log.get("path")
-    if path is None:
-        fd, path = tempfile.mkstemp(prefix="tapefit-", suffix=".log")
-        os.close(fd)
-        _log["path"] = path
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(text if text.endswith("\n") else text + "\n")
+    with _log_lock:
+        path = _log.get("path")
+        if path is None:
+            fd, path = tempfile.mkstemp(prefix="tapefit-", suffix=".log")
+            os.close(fd)
+            _log["path"] = path
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(text if text.endswith("\n") else text + "\n")
     return path
 
 
@@ -195,6 +197,7 @@ def quiet_stderr(enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
+    _closing.clear()
     sys.stderr.flush()
     original = os.dup(2)
     read_end, write_end = os.pipe()
