@@ -30,6 +30,7 @@ import time
 
 from jobs.console import divert_everything, log_file, quiet_stderr, set_up_logging, write_to_log
 from jobs.signals import (
+    WORKER_EXIT,
     Interrupted,
     Stopped,
     describe_exit,
@@ -47,10 +48,7 @@ USAGE = (
 )
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TOO_MANY_FAILED, EXIT_BUSY = 0, 1, 2, 3, 4
 # How a lost worker shows in the runner's error (or in the traceback it logged).
-_WORKER_DIED = re.compile(
-    r"Worker subprocess exited with return code (-?\d+)"
-    r"|Channel closed prematurely|Socket closed|StatusCode\.UNAVAILABLE"
-)
+_WORKER_DIED = re.compile(rf"{WORKER_EXIT.pattern}|Channel closed prematurely|Socket closed|StatusCode\.UNAVAILABLE")
 _LOCAL_RUNNERS = ("direct", "fnapi", "prism")
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "STOP_SIGNALS",
     "Interrupted",
     "Stopped",
+    "WORKER_EXIT",
     "WorkerDied",
     "ignore_stop_signals",
     "interruption",
@@ -36,7 +37,7 @@ __all__ = [
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _WORKER_SIGNAL = signal.SIGUSR1  # sent to ourselves to wake the main thread when a worker dies
-_WORKER_EXIT = re.compile(r"Worker subprocess exited with return code (-?\d+)")
+WORKER_EXIT = re.compile(r"Worker subprocess exited with return code (-?\d+)")
 
 
 class Interrupted(BaseException):
@@ -105,7 +106,7 @@ def _raise(signum: int, frame: object) -> None:
 def _watch(previous):  # noqa: ANN001, ANN202 (threading.excepthook's type)
     def hook(args: threading.ExceptHookArgs) -> None:
         previous(args)  # prints the traceback (to the console's log file unless --verbose)
-        found = _WORKER_EXIT.search(str(args.exc_value))
+        found = WORKER_EXIT.search(str(args.exc_value))
         if found and int(found.group(1)) != 0 and not _died:
             _died.append(int(found.group(1)))
             signal.pthread_kill(threading.main_thread().ident, _WORKER_SIGNAL)

@@ -180,11 +180,14 @@ def drop_unlisted(config: JobConfig, final: str, manifest: dict) -> list[str]:
         *manifest.get("files", ()),
         *([manifest["fingerprints"]] if manifest.get("fingerprints") else []),
     }
+    alive: dict[str, bool] = {}  # owner → still running (one lease check per run, not per file)
     stale = []
     for meta in FileSystems.match([FileSystems.join(final, "*")])[0].metadata_list:
         name = FileSystems.split(meta.path)[1]
         owner = _owner(name)
-        if name in listed or (owner is not None and owner != config.run_id and not is_run_dead(config, owner)):
+        if owner is not None and owner != config.run_id and owner not in alive:
+            alive[owner] = not is_run_dead(config, owner)
+        if name in listed or alive.get(owner, False):
             continue
         stale.append(meta.path)
     if stale:
@@ -266,7 +269,6 @@ def commit_partition(
         "started_at": config.started_at.isoformat(),
         "finished_at": finished_at.isoformat(),
     }
-    remove_dead_runs(config)  # puts back a partition that a killed run had moved aside
     if local:
         with commit_lock(config):
             checkpoint("commit")

@@ -130,14 +130,15 @@ def read_record(path: str) -> dict:
 def run_folders(config: JobConfig) -> list[str]:
     """The run ids that have a folder under ``_staging/`` (the locks folder excluded)."""
     root = staging_root(config)
+    if is_local(root):  # a folder listing (empty run folders list no file)
+        if not os.path.isdir(root):
+            return []
+        return sorted(name for name in os.listdir(root) if name != LOCKS and os.path.isdir(os.path.join(root, name)))
     runs = set()
-    for meta in FileSystems.match([root + "/**"])[0].metadata_list:
-        relative = meta.path[len(root) + 1 :].replace(os.sep, "/")
-        run = relative.split("/", 1)[0]
+    for meta in FileSystems.match([root + "/**"])[0].metadata_list:  # object stores: folders are key prefixes
+        run = meta.path[len(root) + 1 :].split("/", 1)[0]
         if run and run != LOCKS:
             runs.add(run)
-    if is_local(root) and os.path.isdir(root):  # empty run folders list no file
-        runs.update(name for name in os.listdir(root) if name != LOCKS and os.path.isdir(os.path.join(root, name)))
     return sorted(runs)
 
 
