@@ -12,6 +12,7 @@ import apache_beam as beam
 from pipeline.config.output import is_bigquery
 from pipeline.config.settings import JobConfig
 from pipeline.discover.listing import DiscoverDatasets
+from pipeline.graph.beam_fixes import guard_data_stream_flush
 from pipeline.graph.fit_datasets import FitDatasets
 from pipeline.table.bigquery import WriteBigQuery
 from pipeline.table.history import TableHistory
@@ -31,6 +32,7 @@ def build(p: beam.Pipeline, config: JobConfig) -> beam.PCollection:
         For a Parquet table, a PCollection holding the committed partition's manifest
         (one element); for BigQuery, what ``WriteToBigQuery`` returns.
     """
+    guard_data_stream_flush()  # Beam 2.77 drops bundle input on its gRPC modes otherwise (README)
     bigquery = is_bigquery(config.output)
     history = None if bigquery else TableHistory(config)  # BigQuery tables keep no fingerprints
     results = p | "DiscoverDatasets" >> DiscoverDatasets(config, history) | "FitDatasets" >> FitDatasets(config)
