@@ -3,9 +3,12 @@
 Usage: ``python -m benchmarks.rowform [--rows 10000000] [--steps 100] [--json FILE]``
 
 Pins itself to one core (CPU affinity), builds tapefit's compiled row-form
-loops (squared loss and Huber, XLA), runs each once untimed (tracing and compiling for
-this shape) and once timed, and reports row-steps per second: rows × steps ÷ seconds of
-the compiled call alone (reading, standardizing and the float64 check are not counted).
+loops (squared loss and Huber, XLA) in float64 (the default ``--dtype``) and float32,
+runs each once untimed (tracing and compiling for this shape) and once timed, and
+reports row-steps per second: rows × steps ÷ seconds of the call (the rows' block
+layout included; reading and standardizing not). Beside them, in the same process, the
+floor: the simplest GradientTape loop there is on the same rows (one flat vector, mean
+squared error, XLA, its loss never evaluated, only its gradient), in both dtypes.
 """
 
 from __future__ import annotations
@@ -26,11 +29,55 @@ def _one_core() -> None:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 
+def _timed(call: object, rows: int) -> dict:
+    """Run ``call`` (returning its step count) untimed, then timed: the probe's entry."""
+    started = time.perf_counter()
+    call()
+    first = time.perf_counter() - started
+    started = time.perf_counter()
+    done = call()
+    seconds = time.perf_counter() - started
+    return {
+        "compile_s": max(first - seconds, 0.0),
+        "seconds": seconds,
+        "steps": done,
+        "row_steps_per_s": rows * done / seconds,
+    }
+
+
+def floor(u: np.ndarray, v: np.ndarray, steps: int, dtype: str) -> dict:
+    """The simplest compiled GradientTape loop on these rows: the most a row form could reach here."""
+    from pipeline.fit.descent import tf
+
+    x, y = tf.constant(u, dtype), tf.constant(v, dtype)
+
+    @tf.function(jit_compile=True, autograph=False)
+    def loop(x, y):  # noqa: ANN001, ANN202
+        def body(i, w, b):  # noqa: ANN001, ANN202
+            with tf.GradientTape() as tape:
+                tape.watch([w, b])
+                loss = tf.reduce_mean(tf.square(w * x + b - y))
+            dw, db = tape.gradient(loss, [w, b])
+            return i + 1, w - 0.1 * dw, b - 0.1 * db
+
+        zero = tf.zeros([], x.dtype)
+        return tf.while_loop(lambda i, w, b: i < steps, body, (tf.constant(0), zero, zero))  # noqa: ARG005
+
+    def call() -> int:
+        done, w, b = loop(x, y)
+        assert np.isfinite(float(w) + float(b))  # the line is an output: XLA cannot drop the loop's work
+        return int(done)
+
+    return _timed(call, len(u))
+
+
 def measure(rows: int, steps: int) -> dict:
-    """Time both row-form losses on one dataset of ``rows`` rows for ``steps`` steps.
+    """Time both row-form losses, in both dtypes, and the floor, on one dataset of ``rows`` rows.
 
     Returns:
-        ``{loss: {"compile_s", "seconds", "steps", "row_steps_per_s"}}``.
+        ``{"losses": {name: entry}, "floor": {dtype: entry}}``, each entry
+        ``{"compile_s", "seconds", "steps", "row_steps_per_s"}``; names are ``squared``
+        and ``huber`` (float64, the default) and ``squared float32``, ``huber float32``.
     """
     from pipeline.fit.descent import Descent
     from pipeline.fit.frame import Frame
@@ -41,25 +88,16 @@ def measure(rows: int, steps: int) -> dict:
     v[: rows // 50] += 20.0  # 2 % gross outliers, for Huber
     v = (v - v.mean()) / v.std()
     weight, starts = np.ones(rows), np.zeros(1, np.int64)
-    descent = Descent("float64", 0.1, 0.0, steps)
     frame = Frame.standardized(1, True, np.array([float(rows)]))
     found = {}
-    for loss, begin in (("squared", (np.zeros(1), np.zeros(1))), ("huber", (np.zeros(1), np.zeros(1), np.ones(1)))):
-        run = descent.squared_rows if loss == "squared" else descent.huber
-        started = time.perf_counter()
-        run(u, v, weight, starts, begin, frame)
-        first = time.perf_counter() - started
-        started = time.perf_counter()
-        outcome = run(u, v, weight, starts, begin, frame)
-        seconds = time.perf_counter() - started
-        done = int(outcome.steps[0])
-        found[loss] = {
-            "compile_s": max(first - seconds, 0.0),
-            "seconds": seconds,
-            "steps": done,
-            "row_steps_per_s": rows * done / seconds,
-        }
-    return found
+    for dtype in ("float64", "float32"):
+        descent = Descent(dtype, 0.1, 0.0, steps)
+        for loss, begin in (("squared", (np.zeros(1),) * 2), ("huber", (np.zeros(1), np.zeros(1), np.ones(1)))):
+            run = descent.squared_rows if loss == "squared" else descent.huber
+            name = loss if dtype == "float64" else f"{loss} {dtype}"
+            call = lambda run=run, begin=begin: int(run(u, v, weight, starts, begin, frame).steps[0])  # noqa: E731
+            found[name] = _timed(call, rows)
+    return {"losses": found, "floor": {dtype: floor(u, v, steps, dtype) for dtype in ("float64", "float32")}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     _one_core()
-    result = {"rows": args.rows, "steps": args.steps, "losses": measure(args.rows, args.steps)}
+    result = {"rows": args.rows, "steps": args.steps, **measure(args.rows, args.steps)}
     text = json.dumps(result)
     print(text)
     if args.json:

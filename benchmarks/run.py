@@ -121,10 +121,14 @@ def format_rowform(found: dict | None) -> str:
     if "error" in found:
         return f"row form: failed: {found['error'][0]}"
     lines = [f"row form, one dataset of {found['rows']:,} rows, {found['steps']} steps, one core (XLA):"]
-    for loss, m in found["losses"].items():
+    floors = found.get("floor") or {}
+    for name, m in [*found["losses"].items(), *((f"floor {d}", f) for d, f in floors.items())]:
+        base = floors.get("float32" if "float32" in name else "float64")
+        floor = name.startswith("floor") or not base
+        share = "" if floor else f"; {m['row_steps_per_s'] / base['row_steps_per_s']:.0%} of its dtype's floor"
         lines.append(
-            f"  {loss:<8} {m['row_steps_per_s'] / 1e6:8.0f}M row-steps/s  "
-            f"({m['seconds'] / m['steps'] * 1e3:.1f} ms a step; compile {m['compile_s']:.1f} s)"
+            f"  {name:<16} {m['row_steps_per_s'] / 1e6:8.0f}M row-steps/s  "
+            f"({m['seconds'] / m['steps'] * 1e3:.1f} ms a step; compile {m['compile_s']:.1f} s{share})"
         )
     return "\n".join(lines)
 

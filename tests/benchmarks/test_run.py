@@ -114,10 +114,11 @@ def test_eager_is_timed_per_dataset(report):
 
 def test_row_form_throughput_is_measured(report):
     probe = report["rowform"]
-    assert probe["rows"] == 100_000 and set(probe["losses"]) == {"squared", "huber"}
-    for loss in probe["losses"].values():
+    names = {"squared", "huber", "squared float32", "huber float32"}
+    assert probe["rows"] == 100_000 and set(probe["losses"]) == names and set(probe["floor"]) == {"float64", "float32"}
+    for loss in [*probe["losses"].values(), *probe["floor"].values()]:
         assert loss["steps"] > 0 and loss["row_steps_per_s"] > 0
+    assert probe["floor"]["float64"]["steps"] == probe["steps"]  # the floor loop runs every step
     assert {t["contender"] for t in report["targets"] if t["target"] == "row-steps/s, one core"} == {
-        "row form squared",
-        "row form huber",
+        f"row form {name}" for name in names
     }
