@@ -124,8 +124,8 @@ def format_rowform(found: dict | None) -> str:
     floors = found.get("floor") or {}
     for name, m in [*found["losses"].items(), *((f"floor {d}", f) for d, f in floors.items())]:
         base = floors.get("float32" if "float32" in name else "float64")
-        floor = name.startswith("floor") or not base
-        share = "" if floor else f"; {m['row_steps_per_s'] / base['row_steps_per_s']:.0%} of its dtype's floor"
+        unrated = name.startswith("floor") or not base  # a floor is not rated against itself
+        share = "" if unrated else f"; {m['row_steps_per_s'] / base['row_steps_per_s']:.0%} of its dtype's floor"
         lines.append(
             f"  {name:<16} {m['row_steps_per_s'] / 1e6:8.0f}M row-steps/s  "
             f"({m['seconds'] / m['steps'] * 1e3:.1f} ms a step; compile {m['compile_s']:.1f} s{share})"

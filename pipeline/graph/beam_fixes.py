@@ -8,7 +8,7 @@ stream every second: ``flush()`` takes ``get()``, hands it to the send queue, th
 writes while the send is in flight is cleared unsent. The send waits whenever the queue
 holds its 100 MB, which is exactly when a stage's input is large: with
 ``--direct_running_mode multi_processing`` and the row form, whole batches of datasets
-(~26 MB elements) vanished without an error (Beam 2.77.0; the in-process mode has no
+(~30 MB elements) vanished without an error (Beam 2.77.0; the in-process mode has no
 such thread). ``guard_data_stream_flush`` makes ``write()`` take the flush lock, so a
 write waits for an in-flight flush instead of being lost. README shows the reproduction.
 """

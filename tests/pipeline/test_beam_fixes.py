@@ -13,36 +13,35 @@ from apache_beam.runners.worker.data_plane import TimeBasedBufferingClosableOutp
 from pipeline.graph.beam_fixes import guard_data_stream_flush
 from tests.conftest import ROOT
 
-# The runner writes a bundle's input chunk by chunk while the periodic flush hands the
-# buffer to a send queue that is full (the slow callback): the README's reproduction.
-_SEND = textwrap.dedent(
-    """
-    import time
-    from apache_beam.runners.worker.data_plane import TimeBasedBufferingClosableOutputStream
-
-    def send(chunks, received):
-        def slow_send(data):
-            time.sleep(0.2)
-            received.append(data)
-
-        out = TimeBasedBufferingClosableOutputStream(
-            close_callback=received.append, flush_callback=slow_send, time_flush_threshold_ms=50)
-        for chunk in chunks:
-            out.write(chunk)
-            time.sleep(0.02)
-        out.close()
-        time.sleep(0.5)  # let a last periodic flush finish
-        return b"".join(received)
-    """
-)
-exec(_SEND)  # noqa: S102 (defines send(), shared with the unguarded subprocess below)
-
 CHUNKS = [bytes([i]) * (1 << 18) for i in range(20)]
+
+
+def send(chunks: list[bytes]) -> bytes:
+    """What Beam's stream delivers of ``chunks`` while its periodic flush waits on a full queue.
+
+    The runner writes a bundle's input chunk by chunk; the slow callback stands in for a
+    full gRPC send queue: the README's reproduction.
+    """
+    received = []
+
+    def slow_send(data: bytes) -> None:
+        time.sleep(0.2)
+        received.append(data)
+
+    out = TimeBasedBufferingClosableOutputStream(
+        close_callback=received.append, flush_callback=slow_send, time_flush_threshold_ms=50
+    )
+    for chunk in chunks:
+        out.write(chunk)
+        time.sleep(0.02)
+    out.close()
+    time.sleep(0.5)  # let a last periodic flush finish
+    return b"".join(received)
 
 
 def test_guarded_stream_delivers_every_byte_in_order() -> None:
     guard_data_stream_flush()
-    delivered = send(CHUNKS, [])  # noqa: F821 (defined by exec above)
+    delivered = send(CHUNKS)
     assert delivered == b"".join(CHUNKS)
 
 
@@ -81,14 +80,11 @@ def test_building_the_pipeline_installs_the_guard(tmp_path: Path) -> None:
 
 def test_unguarded_beam_still_loses_bytes() -> None:
     """A tripwire: when Beam fixes its stream, this starts to fail and the guard can go."""
-    script = _SEND + textwrap.dedent(
-        f"""
-        chunks = [bytes([i]) * (1 << 18) for i in range({len(CHUNKS)})]
-        print(len(send(chunks, [])), len(b"".join(chunks)))
-        """
-    )
+    script = "from tests.pipeline.test_beam_fixes import CHUNKS, send; print(len(send(CHUNKS)), len(b''.join(CHUNKS)))"
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120, cwd=ROOT
+    )
     delivered, written = map(int, done.stdout.split())
     took = time.monotonic() - started
     assert delivered < written, f"Beam delivered all {written} bytes ({took:.1f} s): drop the guard"
