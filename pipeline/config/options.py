@@ -59,9 +59,10 @@ class TapefitOptions(PipelineOptions):
         group.add_argument(
             "--learning_rate",
             type=float,
-            default=0.1,
+            default=None,
             metavar="ETA",
-            help="Gradient-descent step size η (default: 0.1).",
+            help="Gradient-descent step size η (default: 0.1; 0.5 for --loss huber, whose step is "
+            "preconditioned by the inverse curvature, so 0.5 is a Newton step; below 1).",
         )
         group.add_argument(
             "--max_steps",

@@ -18,7 +18,8 @@ __all__ = [
     "DTYPES",
     "LOSSES",
     "LOSS_FORMS",
-    "MAX_HUBER_STEP",
+    "HUBER_STEP",
+    "LEARNING_RATES",
     "MAX_STEPS",
     "FitConfig",
     "GroupBy",
@@ -29,8 +30,11 @@ __all__ = [
 DTYPES = ("float64", "float32")
 LOSSES = ("squared", "huber")
 MAX_STEPS = 2**63 - 1  # the step counter is a 64-bit integer
-# The largest learning rate at which Huber's scaled step is provably stable (pipeline.fit.losses).
-MAX_HUBER_STEP = 1 / 7
+# The default learning rate per loss. Huber's step is preconditioned by its inverse
+# curvature (pipeline.fit.losses), so its scaled Hessian is 2·I and η = 1/2 is a Newton step.
+LEARNING_RATES = {"squared": 0.1, "huber": 0.5}
+# Huber's preconditioned step overshoots a quadratic for η ≥ 1 (every step would then be halved).
+HUBER_STEP = 1.0
 LOSS_FORMS = ("gram", "rows")
 
 
@@ -47,7 +51,9 @@ class FitConfig:
     """Hyper-parameters of one line fit.
 
     Attributes:
-        learning_rate: Step size η of the update θ ← θ − η·∇L (for Huber, θ ← θ − η·σ·∇L).
+        learning_rate: Step size η of the update θ ← θ − η·∇L (for Huber θ ← θ − η·σ·M⁻¹·∇L,
+            with backtracking); ``None`` (the default): 0.1 for the squared loss, 0.5 (a
+            Newton step) for Huber.
         max_steps: Most parameter updates before giving up (status ``not_converged``).
         tolerance: Converged once the gradient's 2-norm, in standardized coordinates, is
             at most this; 0 (the default) runs to the rounding floor of ``dtype`` (see
@@ -64,7 +70,7 @@ class FitConfig:
             Gram form).
     """
 
-    learning_rate: float = 0.1
+    learning_rate: float | None = None
     max_steps: int = 1000
     tolerance: float = 0.0
     standardize: bool = True
@@ -81,6 +87,10 @@ class FitConfig:
         Raises:
             ConfigError: if a value is out of range or the options contradict each other.
         """
+        if self.loss not in LOSSES:
+            raise ConfigError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.learning_rate is None:
+            object.__setattr__(self, "learning_rate", LEARNING_RATES[self.loss])
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ConfigError(f"--learning_rate must be a positive number, got {self.learning_rate!r}")
         if not 1 <= self.max_steps <= MAX_STEPS:
@@ -89,8 +99,6 @@ class FitConfig:
             raise ConfigError(f"--tolerance must be a finite number >= 0, got {self.tolerance!r}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if not (math.isfinite(self.huber_epsilon) and self.huber_epsilon > 1):
             raise ConfigError(f"--huber_epsilon must be a number > 1, got {self.huber_epsilon!r}")
         form = self.loss_form or ("rows" if self.loss == "huber" else "gram")
@@ -100,10 +108,9 @@ class FitConfig:
             raise ConfigError("--loss huber has no Gram form: leave --loss_form out (huber runs the row form)")
         if self.loss == "huber" and not self.standardize:
             raise ConfigError("--loss huber descends on standardized data; --no_standardize is for --loss squared")
-        if self.loss == "huber" and self.learning_rate >= MAX_HUBER_STEP:
+        if self.loss == "huber" and self.learning_rate >= HUBER_STEP:
             raise ConfigError(
-                "--loss huber is stable for --learning_rate below 1/7 ≈ 0.143 (default 0.1), "
-                f"got {self.learning_rate!r}"
+                f"--loss huber needs --learning_rate below 1 (default 0.5, a Newton step), got {self.learning_rate!r}"
             )
         object.__setattr__(self, "loss_form", form)
 

@@ -63,6 +63,14 @@ BLOCK = 128  # rows per block of the row form: as fast as wider ones, little pad
 # the squared loss every eigen-component shrinks; for Huber the preconditioned step stays
 # below 2/curvature). A loss past twice the start therefore proves divergence: stop early.
 _DIVERGENCE_FACTOR = 2.0
+# Huber's Levenberg–Marquardt damping μ: its floor (M's entries are O(1) on standardized
+# rows; this only keeps a singular M invertible), its factor after a failed or a
+# successful step, and its least value after a failure, relative to M's mean diagonal
+# (climbing there from the floor would take ten failures). On contaminated test data
+# (40 datasets) these need 384 passes in all, against 450 with 1e-6 for the last.
+_DAMPING_MIN = 1e-12
+_DAMPING_FACTOR = 16.0
+_DAMPING_JUMP = 1e-2
 # A fixed point of the update counts as converged when ‖∇L‖ is within this many floors.
 _FIXED_POINT_SLACK = 8.0
 
@@ -95,11 +103,9 @@ def _padded(count: int) -> int:
     return -(-count // step) * step
 
 
-def _descend(loss_fn, params, frame, settings, kind):  # noqa: ANN001, ANN202, PLR0915 (graph code)
-    """The masked while-loop shared by every loss (called while tracing)."""
-    eta, tol, limit, epsilon = settings
+def _evaluator(loss_fn, frame, kind, epsilon, real):  # noqa: ANN001, ANN202 (graph code)
+    """θ ↦ (loss, ∇L, ‖∇L‖₂ standardized, rounding floor F) per dataset (called while tracing)."""
     ga, gb, gc, pa, pb, pw, free_b, rows, lscale = frame
-    real = params[0].dtype
     machine = tf.constant(np.finfo(real.as_numpy_dtype).eps, real)
     two = tf.constant(2.0, real)
 
@@ -122,15 +128,23 @@ def _descend(loss_fn, params, frame, settings, kind):  # noqa: ANN001, ANN202, P
         floor = machine * ((two + tf.sqrt(size)) * curvature + noise)
         return loss, grads, tf.sqrt(norm2), floor
 
+    return evaluate
+
+
+def _descend(loss_fn, params, frame, settings, kind):  # noqa: ANN001, ANN202 (graph code)
+    """The masked while-loop of the squared loss, θ ← θ − η·∇L (called while tracing)."""
+    eta, tol, limit, epsilon = settings
+    free_b = frame.free_b
+    real = params[0].dtype
+    evaluate = _evaluator(loss_fn, frame, kind, epsilon, real)
     start_loss, _, _, _ = evaluate(params)
     running = tf.zeros_like(params[0], tf.int32) + RUNNING
     slack = tf.constant(_FIXED_POINT_SLACK, real)
 
     def body(step, theta, code, loss, norm, floor):  # noqa: ANN001, ANN202, ARG001
         loss, grads, norm, floor = evaluate(list(theta))
-        scales = losses.precondition(kind, theta, loss_fn)
-        masks = [tf.ones_like(free_b), free_b] + ([tf.ones_like(free_b)] if kind == "huber" else [])
-        new = [t - eta * s * g * m for t, s, g, m in zip(theta, scales, grads, masks, strict=True)]
+        masks = [tf.ones_like(free_b), free_b]
+        new = [t - eta * g * m for t, g, m in zip(theta, grads, masks, strict=True)]
         finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
         diverged = tf.logical_not(finite) | (loss > _DIVERGENCE_FACTOR * start_loss)
         fixed = tf.reduce_all(tf.stack([tf.equal(n, t) for n, t in zip(new, theta, strict=True)]), axis=0)
@@ -157,6 +171,100 @@ def _descend(loss_fn, params, frame, settings, kind):  # noqa: ANN001, ANN202, P
         body,
         (tf.zeros_like(params[0], tf.int64), list(params), running, start_loss, zeros, zeros),
     )
+
+
+def _descend_newton(loss_fn, params, frame, settings):  # noqa: ANN001, ANN202, PLR0915 (graph code)
+    """The Huber loop: θ ← θ − η·σ·(M + μ·I)⁻¹·∇L, damped where it fails (called while tracing).
+
+    Each pass evaluates the loss, its gradient and its curvature M at a trial point. A
+    trial whose loss is no higher than the last accepted point's (within the loss's own
+    rounding) is accepted: the stop rules are checked there, and μ shrinks (by
+    :data:`_DAMPING_FACTOR`, to :data:`_DAMPING_MIN`), so steps become Newton steps.
+    Otherwise the step from the accepted point is retried with μ raised by that factor
+    (at least to :data:`_DAMPING_JUMP` times M's mean diagonal):
+    shorter and closer to the gradient's direction, as where the band changes between
+    steps a Newton step can overshoot. So the loss never rises. A step lowers σ by at
+    most 90 % (σ stays positive). Every pass counts as a step; the outcome is the last
+    accepted point.
+    """
+    eta, tol, limit, epsilon = settings
+    free_b = frame.free_b
+    real = params[0].dtype
+    evaluate = _evaluator(loss_fn, frame, "huber", epsilon, real)
+    machine = tf.constant(np.finfo(real.as_numpy_dtype).eps, real)
+    # the rounding of a loss summed over n rows, relative: an "increase" below it is noise
+    noise = machine * (4.0 + 2.0 * tf.sqrt(frame.rows))
+    slack = tf.constant(_FIXED_POINT_SLACK, real)
+    masks = [tf.ones_like(free_b), free_b, tf.ones_like(free_b)]
+    drop = tf.constant(0.9, real)
+    factor = tf.constant(_DAMPING_FACTOR, real)
+    least = tf.constant(_DAMPING_MIN, real)
+    jump = tf.constant(_DAMPING_JUMP, real)
+
+    def propose(theta, direction):  # noqa: ANN001, ANN202
+        fall = eta * direction[2]  # the whole step shortened so that σ falls by at most 90 %
+        t = tf.where(fall > drop * theta[2], drop * theta[2] / fall, tf.ones_like(fall))
+        return [p - eta * t * d * m for p, d, m in zip(theta, direction, masks, strict=True)]
+
+    def unchanged(new, theta):  # noqa: ANN001, ANN202
+        return tf.reduce_all(tf.stack([tf.equal(n, p) for n, p in zip(new, theta, strict=True)]), axis=0)
+
+    def body(step, trial, code, base, lbase, nbase, fbase, gbase, cbase, damping):  # noqa: ANN001, ANN202, PLR0913
+        loss, grads, norm, floor = evaluate(list(trial))
+        curvature = loss_fn.curvature(*trial)
+        finite = tf.math.is_finite(loss) & tf.math.is_finite(norm)
+        accept = finite & (loss <= lbase + noise * tf.abs(lbase))  # lbase is +inf before the first point
+
+        def pick(new, old):  # noqa: ANN001, ANN202
+            return [tf.where(accept, n, o) for n, o in zip(new, old, strict=True)]
+
+        base, gbase, cbase = pick(trial, base), pick(grads, gbase), pick(curvature, cbase)
+        lbase, nbase, fbase = pick([loss, norm, floor], [lbase, nbase, fbase])
+        scale = (cbase[0] + cbase[3] + cbase[5]) / 3.0  # M's mean diagonal
+        damping = tf.where(accept, tf.maximum(damping / factor, least), tf.maximum(damping * factor, jump * scale))
+        new = propose(base, losses.newton_direction(cbase, gbase, base[2], damping, free_b))
+        fixed = unchanged(new, base)
+        converged = (accept & (nbase <= tf.maximum(tol, fbase))) | (fixed & (nbase <= tf.maximum(tol, slack * fbase)))
+        diverged = tf.logical_not(tf.math.is_finite(lbase))  # not even the start is finite
+        new_code = tf.where(
+            diverged,
+            DIVERGED,
+            tf.where(converged, CONVERGED, tf.where(fixed, STALLED, tf.where(step >= limit, MAX_STEPS, RUNNING))),
+        )
+        code = tf.where(tf.equal(code, RUNNING), new_code, code)
+        move = tf.equal(code, RUNNING)
+        return (
+            step + tf.cast(move, tf.int64),
+            [tf.where(move, n, p) for n, p in zip(new, trial, strict=True)],
+            code,
+            base,  # a frozen dataset's accepted point is re-accepted at its own loss: unchanged
+            lbase,
+            nbase,
+            fbase,
+            gbase,
+            cbase,
+            damping,
+        )
+
+    zeros = tf.zeros_like(params[0])
+    state = (
+        tf.zeros_like(params[0], tf.int64),
+        list(params),
+        tf.zeros_like(params[0], tf.int32) + RUNNING,
+        list(params),
+        zeros + tf.constant(np.inf, real),
+        zeros,
+        zeros,
+        [zeros] * 3,
+        [zeros] * 6,
+        zeros + least,
+    )
+    step, _, code, base, loss, norm, floor, *_ = tf.while_loop(
+        lambda step, trial, code, *rest: tf.reduce_any(tf.equal(code, RUNNING)),  # noqa: ARG005
+        body,
+        state,
+    )
+    return step, base, code, loss, norm, floor
 
 
 class Descent:
@@ -195,7 +303,7 @@ class Descent:
         def squared_gram(floor, curvature, slope, mean_x, mean_y, w0, b0, *rest):  # noqa: ANN001, ANN002, ANN202
             frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
             quadratic = losses.squared_gram(floor, curvature, slope, mean_x, mean_y)
-            return _descend(quadratic, [w0, b0], frame, settings, "squared_gram")
+            return _descend(quadratic, [w0, b0], Frame(*frame), settings, "squared_gram")
 
         matrix = tf.TensorSpec([None, None], real)
         rows = [matrix, matrix, matrix, index, vector]
@@ -204,13 +312,13 @@ class Descent:
         def squared_rows(x, y, weight, segment, total, w0, b0, *rest):  # noqa: ANN001, ANN002, ANN202
             frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
             loss = losses.squared_rows(x, y, weight, segment, total)
-            return _descend(loss, [w0, b0], frame, settings, "squared_rows")
+            return _descend(loss, [w0, b0], Frame(*frame), settings, "squared_rows")
 
         @tf.function(input_signature=rows + [vector] * 3 + frame + settings, jit_compile=True, autograph=False)
         def huber_rows(x, y, weight, segment, total, a0, c0, s0, *rest):  # noqa: ANN001, ANN002, ANN202
             frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
             loss = losses.huber_rows(x, y, weight, segment, total, settings[3])
-            return _descend(loss, [a0, c0, s0], frame, settings, "huber")
+            return _descend_newton(loss, [a0, c0, s0], Frame(*frame), settings)
 
         self._functions = {"squared_gram": squared_gram, "squared_rows": squared_rows, "huber": huber_rows}
 

@@ -10,14 +10,15 @@ A loss is a function of per-dataset parameter vectors that returns one loss per 
   L(a, c, σ) = Σᵢ cᵢ·(σ + σ·H_ε(rᵢ/σ)) / Σᵢ cᵢ, rᵢ = yᵢ − a·xᵢ − c,
   H_ε(z) = z² if |z| < ε, else 2ε|z| − ε².
 
-Its curvature in (a, c, σ) is (2/σ)·M, M = the weighted mean over the rows with
-|z| < ε of (x, 1, −z)(x, 1, −z)ᵀ. A fixed step would diverge as σ shrinks, so the loop
-scales the Huber step per parameter by σ/Mₖₖ (:func:`precondition`; Mₖₖ floored at
-:data:`CURVATURE_FLOOR`): the scaled curvature is 2·D⁻¹M, 2 on its diagonal like the
-squared loss's, with eigenvalues at most 2·3 = 6 (a 3×3 matrix with a unit diagonal).
-With σ′ ≥ σ·(1 − 4η) (∂L/∂σ ≤ 1), the step is stable and σ stays positive for
-η < 1/7 (:data:`MAX_HUBER_STEP`); the default η = 0.1 converges at about the squared
-loss's rate (0.8 a step on clean data).
+Its curvature (Hessian) in (a, c, σ) is H = (2/σ)·M, M the weighted mean, over the
+rows inside the band (|z| < ε, z = r/σ), of v·vᵀ with v = (x, 1, z) (rows outside the
+band are linear in (a, c, σ)). A fixed step would diverge as σ shrinks, so the loop
+preconditions the Huber step by the inverse curvature: θ ← θ − η·σ·M⁻¹·∇L
+(:func:`newton_direction`), whose scaled curvature is 2·I, as the squared loss's on
+standardized data; η = 1/2 (the Huber default) is a Newton step. Where the band changes
+between steps the objective is not the quadratic the step assumed, so the loop damps
+the step (Levenberg–Marquardt, M + μ·I): a step that would raise the loss is retried
+with a larger μ, shorter and closer to the gradient's direction.
 
 TensorFlow only (imported through :mod:`pipeline.fit.descent`); no Beam.
 """
@@ -26,14 +27,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipeline.config.settings import MAX_HUBER_STEP
-
 __all__ = [
-    "CURVATURE_FLOOR",
-    "MAX_HUBER_STEP",
     "floor_terms",
     "huber_rows",
-    "precondition",
+    "newton_direction",
     "squared_gram",
     "squared_rows",
 ]
@@ -84,32 +81,39 @@ def huber_rows(x, y, weight, owner, total, epsilon):  # noqa: ANN001, ANN201
         return tf.math.unsorted_segment_sum(blocks * tf.squeeze(sigma, 1), owner, size) / total
 
     def curvature(a, c, scale):  # noqa: ANN001, ANN202
-        """The diagonal of M: weighted means over the in-band rows of x², 1 and z²."""
+        """M's six entries (xx, x, xz, 1, z, zz): weighted means over the in-band rows of v·vᵀ, v = (x, 1, z)."""
         sigma = _per_block(scale, owner)
         z = (y - _per_block(a, owner) * x - _per_block(c, owner)) / sigma
         band = weight * tf.cast(tf.abs(z) < epsilon, z.dtype)
-        sums = [tf.reduce_sum(band * term, axis=1) for term in (x * x, tf.ones_like(x), z * z)]
-        return [tf.math.unsorted_segment_sum(part, owner, size) / total for part in sums]
+        bx, bz = band * x, band * z
+        terms = (bx * x, bx, bx * z, band, bz, bz * z)
+        return [tf.math.unsorted_segment_sum(tf.reduce_sum(t, axis=1), owner, size) / total for t in terms]
 
     loss.curvature = curvature
     return loss
 
 
-# The Huber step divides by the curvature's diagonal, but never by less than this: where
-# few rows lie inside the band the curvature is small and the steps stay bounded.
-CURVATURE_FLOOR = 0.25  # with it, η < MAX_HUBER_STEP = 1/7 keeps η·6/(1 − 4η) < 2
+def newton_direction(curvature: list, grads: list, sigma, damping, free_b):  # noqa: ANN001, ANN201
+    """The Huber step's direction σ·(M + μ·I)⁻¹·∇L per dataset (the loop subtracts η times it).
 
-
-def precondition(kind: str, theta: list, loss_fn) -> list:  # noqa: ANN001
-    """The per-dataset, per-parameter factors π of the step θ ← θ − η·π·∇L.
-
-    1 for the squared loss (its standardized Hessian is 2·I). For Huber, σ/Mₖₖ: the
-    curvature is (2/σ)·M, so this Jacobi scaling makes it 2 on the diagonal, as for the
-    squared loss, however small σ gets and whatever share of rows lies in the band.
+    ``curvature`` is M's six entries (:func:`huber_rows`' ``loss.curvature``), μ =
+    ``damping`` (Levenberg–Marquardt: tiny while steps succeed, raised while they fail;
+    it also keeps a singular M, e.g. a band of one or two rows, invertible). Solved in
+    closed form, the 3×3 adjugate, elementwise so XLA fuses it. Without an intercept
+    (``free_b`` 0) c is fixed: its row and column of M are the identity's.
     """
-    if kind != "huber":
-        return [tf.ones_like(theta[0])] * len(theta)
-    return [theta[2] / tf.maximum(d, CURVATURE_FLOOR) for d in loss_fn.curvature(*theta)]
+    xx, x1, xz, one, z1, zz = curvature
+    a, b, c = xx + damping, x1 * free_b, xz
+    d, e, f = one * free_b + (1.0 - free_b) + damping, z1 * free_b, zz + damping
+    ca, cb, cc = d * f - e * e, c * e - b * f, b * e - c * d
+    cd, ce, cf = a * f - c * c, b * c - a * e, a * d - b * b
+    ga, gb, gs = grads
+    scale = sigma / (a * ca + b * cb + c * cc)
+    return [
+        scale * (ca * ga + cb * gb + cc * gs),
+        scale * (cb * ga + cd * gb + ce * gs),
+        scale * (cc * ga + ce * gb + cf * gs),
+    ]
 
 
 def floor_terms(kind: str, theta: list, loss, epsilon):  # noqa: ANN001, ANN201

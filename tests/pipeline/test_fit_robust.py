@@ -222,6 +222,9 @@ def test_huber_options_are_validated() -> None:
         FitConfig(loss="huber", loss_form="gram")
     with pytest.raises(ConfigError, match="--loss must be"):
         FitConfig(loss="absolute")
-    with pytest.raises(ConfigError, match=r"below 1/7"):
-        FitConfig(loss="huber", learning_rate=0.15)
+    with pytest.raises(ConfigError, match=r"below 1 \(default 0.5"):
+        FitConfig(loss="huber", learning_rate=1.0)
     assert FitConfig(loss="huber").loss_form == "rows" and FitConfig().loss_form == "gram"
+    # the default step per loss: 0.5 is Huber's Newton step, the squared loss keeps 0.1
+    assert FitConfig(loss="huber").learning_rate == 0.5 and FitConfig().learning_rate == 0.1
+    assert FitConfig(loss="huber", learning_rate=0.9).learning_rate == 0.9
