@@ -121,10 +121,11 @@ def result_row(workload: Workload, contender: Contender, outcome: Outcome, outco
         if not contender.gives_fits:
             kind = "import only" if contender.name == FLOOR else "read only"
             notes.append("Huber objective: w, b not compared" if "huber" in contender.extra_args else kind)
-        default = outcomes.get("tapefit-mp2")
-        if contender.name == "tapefit-mp2-huber" and default is not None and default.status == "ok":
-            row["ratio_vs_default_loss"] = m["wall_s"] / outcomes["tapefit-mp2"].measure["wall_s"]
-            notes.append(f"{row['ratio_vs_default_loss']:.2f}x tapefit-mp2 (squared loss)")
+        squared = contender.name.removesuffix("-huber")  # the same runner with the default loss
+        default = outcomes.get(squared)
+        if squared != contender.name and default is not None and default.status == "ok":
+            row["ratio_vs_default_loss"] = m["wall_s"] / default.measure["wall_s"]
+            notes.append(f"{row['ratio_vs_default_loss']:.2f}x {squared} (squared loss)")
     row["notes"] = "; ".join(notes)
     return row
 

@@ -75,10 +75,12 @@ def measure(rows: int, steps: int) -> dict:
     """Time both row-form losses, in both dtypes, and the floor, on one dataset of ``rows`` rows.
 
     Returns:
-        ``{"losses": {name: entry}, "floor": {dtype: entry}}``, each entry
-        ``{"compile_s", "seconds", "steps", "row_steps_per_s"}``; names are ``squared``
-        and ``huber`` (float64, the default) and ``squared float32``, ``huber float32``.
+        ``{"losses": {name: entry}, "floor": {dtype: entry}, "converged": {name: entry}}``,
+        each entry ``{"compile_s", "seconds", "steps", "row_steps_per_s"}``; names are
+        ``squared`` and ``huber`` (float64, the default) and ``squared float32``, ``huber
+        float32``; ``converged`` is Huber at its default step, run to convergence from σ = 1.
     """
+    from pipeline.config.settings import LEARNING_RATES
     from pipeline.fit.descent import Descent
     from pipeline.fit.frame import Frame
 
@@ -89,15 +91,24 @@ def measure(rows: int, steps: int) -> dict:
     v = (v - v.mean()) / v.std()
     weight, starts = np.ones(rows), np.zeros(1, np.int64)
     frame = Frame.standardized(1, True, np.array([float(rows)]))
-    found = {}
+    found, converged = {}, {}
+    huber_start = (np.zeros(1), np.zeros(1), np.ones(1))
     for dtype in ("float64", "float32"):
-        descent = Descent(dtype, 0.1, 0.0, steps)
-        for loss, begin in (("squared", (np.zeros(1),) * 2), ("huber", (np.zeros(1), np.zeros(1), np.ones(1)))):
-            run = descent.squared_rows if loss == "squared" else descent.huber
-            name = loss if dtype == "float64" else f"{loss} {dtype}"
+        suffix = "" if dtype == "float64" else f" {dtype}"
+        # Huber's Newton step converges in a few steps: its cost a step is timed at a step
+        # too small to converge in ``steps`` (every step costs the same whatever its size)
+        squared, huber = Descent(dtype, 0.1, 0.0, steps), Descent(dtype, 0.005, 0.0, steps)
+        for name, run, begin in (
+            ("squared", squared.squared_rows, (np.zeros(1),) * 2),
+            ("huber", huber.huber, huber_start),
+        ):
             call = lambda run=run, begin=begin: int(run(u, v, weight, starts, begin, frame).steps[0])  # noqa: E731
-            found[name] = _timed(call, rows)
-    return {"losses": found, "floor": {dtype: floor(u, v, steps, dtype) for dtype in ("float64", "float32")}}
+            found[name + suffix] = _timed(call, rows)
+        default = Descent(dtype, LEARNING_RATES["huber"], 0.0, 1000)
+        call = lambda run=default.huber: int(run(u, v, weight, starts, huber_start, frame).steps[0])  # noqa: E731
+        converged["huber" + suffix] = _timed(call, rows)
+    floors = {dtype: floor(u, v, steps, dtype) for dtype in ("float64", "float32")}
+    return {"losses": found, "floor": floors, "converged": converged}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -130,6 +130,8 @@ def format_rowform(found: dict | None) -> str:
             f"  {name:<16} {m['row_steps_per_s'] / 1e6:8.0f}M row-steps/s  "
             f"({m['seconds'] / m['steps'] * 1e3:.1f} ms a step; compile {m['compile_s']:.1f} s{share})"
         )
+    for name, m in (found.get("converged") or {}).items():
+        lines.append(f"  {name:<16} to convergence at the default step: {m['steps']} steps, {m['seconds']:.2f} s")
     return "\n".join(lines)
 
 

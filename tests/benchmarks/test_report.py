@@ -54,7 +54,12 @@ def test_huber_is_compared_with_the_default_loss_and_the_row_form_probe_is_a_tar
     huber = Contender("tapefit-mp2-huber", "tapefit", ("--loss", "huber"))
     row = result_row(workload, huber, outcomes["tapefit-mp2-huber"], outcomes)
     assert row["ratio_vs_default_loss"] == 3.0 and row["max_rel_diff_w"] is None  # another objective
-    assert "w, b not compared" in row["notes"]
+    assert "w, b not compared" in row["notes"] and "3.00x tapefit-mp2 (squared loss)" in row["notes"]
+    # each Huber run is compared with the same runner's default-loss run
+    outcomes["tapefit-inproc"] = Outcome("ok", {"wall_s": 2.0}, fits)
+    outcomes["tapefit-inproc-huber"] = Outcome("ok", {"wall_s": 5.0}, outcomes["tapefit-mp2-huber"].fits)
+    inproc = Contender("tapefit-inproc-huber", "tapefit", ("--loss", "huber"))
+    assert result_row(workload, inproc, outcomes["tapefit-inproc-huber"], outcomes)["ratio_vs_default_loss"] == 2.5
     probe = {"rows": 10, "steps": 1, "losses": {"squared": {"row_steps_per_s": 4e8}, "huber": {"row_steps_per_s": 1e8}}}
     met = {(t["target"], t["contender"]): t["met"] for t in evaluate_targets([row], probe)}
     assert met == {

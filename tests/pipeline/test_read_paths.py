@@ -173,8 +173,11 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
-@pytest.mark.parametrize("form", ["gram", "rows"])
-@pytest.mark.parametrize("case", sorted(CASES))
+# Every case in both loss forms, except 40,000 keys of three rows in the row form (a minute
+# of descent): the row form reads a long table as in the other column cases.
+@pytest.mark.parametrize(
+    ("case", "form"), [(c, f) for c in sorted(CASES) for f in ("gram", "rows") if (c, f) != ("column-many", "rows")]
+)
 def test_fast_reads_give_the_reference_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, form: str):
     make, group_by, key = CASES[case]
     root = tmp_path / "in"
