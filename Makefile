@@ -43,8 +43,9 @@ run: $(VENV)/.run-deps
 	$(PY) -m jobs.report --table $(OUT)/outliers --run_date $(RUN_DATE)
 	@echo "reports: open $(OUT)/files/run_date=$(RUN_DATE)/_report.html and $(OUT)/outliers/run_date=$(RUN_DATE)/_report.html in a browser"
 
+# Test files run in parallel, one worker per core (at most 4), each file on one worker.
 test: $(VENV)/.test-deps
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile tests
 
 # Repeated real runs with exact accounting, compared bit for bit (STRESS_ARGS="--rounds 10").
 STRESS_ARGS ?=

@@ -31,6 +31,7 @@ setup(
         # statsmodels and scikit-learn are independent references for the fit tests only.
         "test": [
             "pytest>=8",
+            "pytest-xdist>=3.5",
             "duckdb>=1.0",
             "matplotlib>=3.7",
             "apache-beam[gcp]>=2.60",
