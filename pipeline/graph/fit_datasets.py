@@ -25,7 +25,7 @@ from apache_beam.utils.shared import Shared
 
 from pipeline.config.settings import GroupBy, JobConfig
 from pipeline.discover.listing import Expected
-from pipeline.graph.dead_letters import DeadLetterToRowsFn, dead_parts, guarded, singles
+from pipeline.graph.dead_letters import DeadLetterToRowsFn, dead_parts, flattened, guarded, singles
 from pipeline.graph.fit_batches import FitBatchFn
 from pipeline.observe.counters import NAMESPACE
 from pipeline.read.parquet import KeyedChunk
@@ -121,19 +121,18 @@ class FitDatasets(beam.PTransform):
         found, reused, expected, carried = found | "SplitReused" >> beam.Partition(_kind_of_found, 4)
         if config.group_by == GroupBy.COLUMN and gram:
             read, read_dead = guarded(found, "ReadKeyed", ReadKeyedPartsFn(config), singles)
-            partials, null_keys = _split_counts(read, "SplitNullKeys")
-            batches = partials | "MergeParts" >> beam.CombinePerKey(MergePartialsFn()) | "Batches" >> beam.Values()
+            partials, null_keys = _split_counts(flattened(read, "ReadKeyedOutputs"), "SplitNullKeys")
+            batches = [partials | "MergeParts" >> beam.CombinePerKey(MergePartialsFn()) | "Batches" >> beam.Values()]
         elif config.group_by == GroupBy.DIRECTORY and gram:
             partials, dead_part = guarded(found, "ReadParts", ReadPartsFn(*columns, config.weight_column), singles)
             # a part that raised fails its whole dataset in the merge, once, naming the part
-            failed_parts = dead_part | "DeadParts" >> beam.FlatMap(dead_parts)
-            batches = (
-                (partials, failed_parts)
-                | "AllPartials" >> beam.Flatten()
+            failed_parts = flattened(dead_part, "DeadPartLetters") | "DeadParts" >> beam.FlatMap(dead_parts)
+            batches = [
+                flattened([*partials, failed_parts], "AllPartials")
                 | "MergeParts" >> beam.CombinePerKey(MergePartialsFn())
                 | "Batches" >> beam.Values()
-            )
-            read_dead = found.pipeline | "NoReadDeadLetters" >> beam.Create([])
+            ]
+            read_dead = []
         elif config.group_by == GroupBy.COLUMN:
             read, read_dead = guarded(
                 found | "Files" >> beam.FlatMap(lambda paths: paths),
@@ -141,25 +140,23 @@ class FitDatasets(beam.PTransform):
                 ReadKeyedRowsFn(config.key_column, *columns, config.weight_column),
                 lambda path: [path],
             )
-            chunks, null_keys = _split_counts(read, "SplitNullKeys")
-            batches = (
+            chunks, null_keys = _split_counts(flattened(read, "ReadKeyedOutputs"), "SplitNullKeys")
+            batches = [
                 chunks
                 | "GroupByKey" >> beam.GroupByKey()
                 | "Assemble"
                 >> beam.MapTuple(lambda key, parts: _assemble(config.input, key, parts, config.max_rows_in_memory))
                 | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=config.batch_size)
                 | "RowsBatches" >> beam.Map(_rows_batch)
-            )
-        else:
+            ]
+        else:  # each file's batches go straight on to the fit, in the same stage
             reader = ReadBatchFn(*columns, config.fit.loss_form, config.weight_column, config.max_rows_in_memory)
             batches, read_dead = guarded(found, "Read", reader, singles)
         fitted, fit_dead = guarded(batches, "Fit", FitBatchFn(config, Shared()), lambda batch: batch.split())
-        failures = (
-            (read_dead, fit_dead)
-            | "DeadLetters" >> beam.Flatten()
-            | "FailedRows" >> beam.ParDo(DeadLetterToRowsFn(config))
+        failures = flattened([*read_dead, *fit_dead], "DeadLetters") | "FailedRows" >> beam.ParDo(
+            DeadLetterToRowsFn(config)
         )
-        tables = (fitted, failures, reused) | "AllTables" >> beam.Flatten()
+        tables = flattened([*fitted, failures, reused], "AllTables")
         if null_keys is None:
             null_keys = found.pipeline | "NoNullKeys" >> beam.Create([])
         else:
