@@ -89,7 +89,7 @@ def measure(rows: int, steps: int) -> dict:
     v = 0.8 * u + rng.normal(0, 0.6, rows)
     v[: rows // 50] += 20.0  # 2 % gross outliers, for Huber
     v = (v - v.mean()) / v.std()
-    weight, starts = np.ones(rows), np.zeros(1, np.int64)
+    weight, starts = None, np.zeros(1, np.int64)  # unweighted, as a run without --weight_column
     frame = Frame.standardized(1, True, np.array([float(rows)]))
     found, converged = {}, {}
     huber_start = (np.zeros(1), np.zeros(1), np.ones(1))

@@ -26,7 +26,8 @@ Every compiled function has an ``input_signature`` with unknown lengths, so each
 traced once per process however many batches of whatever sizes it fits. The row form
 is compiled with XLA (``jit_compile=True``), which fuses a step into a few passes over
 the rows; its rows travel as a matrix of fixed-width blocks (:data:`BLOCK` rows, each
-dataset's last block padded with zero weights), so every reduction is dense, a
+dataset's last block padded, masked by each block's count of valid rows; without
+weights no weight matrix at all), so every reduction is dense, a
 dataset's sums never depend on its batch-mates, and XLA sees only a few shapes: the
 block and dataset counts are rounded up to one of four sizes per octave (padding
 datasets have no rows and stop at once).
@@ -306,18 +307,18 @@ class Descent:
             return _descend(quadratic, [w0, b0], Frame(*frame), settings, "squared_gram")
 
         matrix = tf.TensorSpec([None, None], real)
-        rows = [matrix, matrix, matrix, index, vector]
+        rows = [matrix, matrix, matrix, index, index, vector]
 
         @tf.function(input_signature=rows + [vector] * 2 + frame + settings, jit_compile=True, autograph=False)
-        def squared_rows(x, y, weight, segment, total, w0, b0, *rest):  # noqa: ANN001, ANN002, ANN202
+        def squared_rows(x, y, weight, valid, segment, total, w0, b0, *rest):  # noqa: ANN001, ANN002, ANN202
             frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
-            loss = losses.squared_rows(x, y, weight, segment, total)
+            loss = losses.squared_rows(x, y, losses.row_weights(weight, valid, x), segment, total)
             return _descend(loss, [w0, b0], Frame(*frame), settings, "squared_rows")
 
         @tf.function(input_signature=rows + [vector] * 3 + frame + settings, jit_compile=True, autograph=False)
-        def huber_rows(x, y, weight, segment, total, a0, c0, s0, *rest):  # noqa: ANN001, ANN002, ANN202
+        def huber_rows(x, y, weight, valid, segment, total, a0, c0, s0, *rest):  # noqa: ANN001, ANN002, ANN202
             frame, settings = rest[: len(Frame._fields)], rest[len(Frame._fields) :]
-            loss = losses.huber_rows(x, y, weight, segment, total, settings[3])
+            loss = losses.huber_rows(x, y, losses.row_weights(weight, valid, x), segment, total, settings[3])
             return _descend_newton(loss, [a0, c0, s0], Frame(*frame), settings)
 
         self._functions = {"squared_gram": squared_gram, "squared_rows": squared_rows, "huber": huber_rows}
@@ -361,8 +362,13 @@ class Descent:
         """
         return self._run("squared_gram", tuple(map(self._cast, quadratic)), starts, frame)
 
-    def _rows_data(self, x: np.ndarray, y: np.ndarray, weight: np.ndarray, starts: np.ndarray) -> tuple:
-        """The rows as (x, y, weight) block matrices, each block's dataset, and each dataset's total weight."""
+    def _rows_data(self, x: np.ndarray, y: np.ndarray, weight: np.ndarray | None, starts: np.ndarray) -> tuple:
+        """The rows as block matrices: x, y, the weights, each block's valid rows and dataset, each dataset's weight.
+
+        Without weights (``None``) the weight matrix is a single 1 (broadcast): the loop
+        then reads only x and y, a third less memory a step, and masks the padding by
+        each block's count of valid rows.
+        """
         starts = np.asarray(starts, np.int64)
         lengths = np.diff(np.append(starts, len(x)))
         blocks = -(-lengths // BLOCK)
@@ -371,15 +377,21 @@ class Descent:
         count = _padded(int(blocks.sum()))
         owner = np.full(count, starts.size, np.int32)
         owner[: blocks.sum()] = np.repeat(np.arange(starts.size, dtype=np.int32), blocks)
+        valid = np.zeros(count, np.int32)  # padding blocks hold no rows
+        valid[: blocks.sum()] = BLOCK
+        valid[first + blocks - 1] = lengths - (blocks - 1) * BLOCK  # each dataset's last block
         position = np.repeat(first * BLOCK - starts, lengths) + np.arange(len(x))
         matrices = []
-        for values in (x, y, weight):
+        for values in (x, y) if weight is None else (x, y, weight):
             flat = np.zeros(count * BLOCK, self._dtype)
             flat[position] = values
             matrices.append(flat.reshape(count, BLOCK))
+        if weight is None:
+            matrices.append(np.ones((1, 1), self._dtype))
         total = np.ones(datasets)
-        total[: starts.size] = np.add.reduceat(weight, starts) if starts.size else 0.0
-        return (*matrices, owner, self._cast(total))
+        if starts.size:
+            total[: starts.size] = lengths if weight is None else np.add.reduceat(weight, starts)
+        return (*matrices, valid, owner, self._cast(total))
 
     @staticmethod
     def _pad_datasets(size: int, begin: tuple, frame: Frame) -> tuple[tuple, Frame]:
@@ -395,14 +407,14 @@ class Descent:
         return grown, frame
 
     def squared_rows(
-        self, x: np.ndarray, y: np.ndarray, weight: np.ndarray, starts: np.ndarray, begin: tuple, frame: Frame
+        self, x: np.ndarray, y: np.ndarray, weight: np.ndarray | None, starts: np.ndarray, begin: tuple, frame: Frame
     ) -> DescentOutcome:
         """Descend on the row-wise weighted mean squared error of datasets stored one after another.
 
         Args:
             x: The concatenated x values of the batch, on the loop's scale (no NaN).
             y: The concatenated y values.
-            weight: Row weights (positive; ones when unweighted).
+            weight: Row weights (positive), or ``None``: unweighted.
             starts: Start offset of each dataset; each holds at least one row.
             begin: ``(θ₁, θ₂)`` starting vectors.
             frame: The per-dataset map to standardized coordinates.
@@ -415,14 +427,14 @@ class Descent:
         return self._run("squared_rows", self._rows_data(x, y, weight, starts), *padded, size)
 
     def huber(
-        self, x: np.ndarray, y: np.ndarray, weight: np.ndarray, starts: np.ndarray, begin: tuple, frame: Frame
+        self, x: np.ndarray, y: np.ndarray, weight: np.ndarray | None, starts: np.ndarray, begin: tuple, frame: Frame
     ) -> DescentOutcome:
         """Descend on Owen's concomitant-scale Huber objective over (a, c, σ), rows standardized.
 
         Args:
             x: The concatenated standardized x values of the batch.
             y: The concatenated standardized y values.
-            weight: Row weights (positive; ones when unweighted).
+            weight: Row weights (positive), or ``None``: unweighted.
             starts: Start offset of each dataset; each holds at least one row.
             begin: ``(a, c, σ)`` starting vectors (σ > 0).
             frame: The per-dataset map (standardized: the identity; ``free_b`` 0 without intercept).

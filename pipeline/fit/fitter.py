@@ -206,6 +206,7 @@ class LineFitter:
         x, y, row_weight = columns[0][keep], columns[1][keep], row_weight[keep]
         begins = np.flatnonzero(np.append(True, segment[1:] != segment[:-1]))
         rows = m.n_pos.astype(np.float64)
+        loop_weight = row_weight if self.weighted else None  # unweighted: the loop reads no weights
         chosen = [starts[present[k]] for k in todo.tolist()] if starts else None
         if self.config.loss == "huber":
             fitted = self._huber(m, s, _Rows(*s.rows(x, y, segment), row_weight, begins, rows), chosen)
@@ -214,10 +215,10 @@ class LineFitter:
             gradient = None
             if self.config.standardize:
                 u, v = s.rows(x, y, segment)
-                outcome = self._descent.squared_rows(u, v, row_weight, begins, begin, s.standardized_frame(rows))
+                outcome = self._descent.squared_rows(u, v, loop_weight, begins, begin, s.standardized_frame(rows))
                 gradient = rows_gradient(u, v, row_weight, begins, *outcome.params, self.config.intercept)
             else:
-                outcome = self._descent.squared_rows(x, y, row_weight, begins, begin, s.raw_frame(rows))
+                outcome = self._descent.squared_rows(x, y, loop_weight, begins, begin, s.raw_frame(rows))
             fitted = self._squared_results(m, s, outcome, gradient)
         for k, result in zip(todo.tolist(), fitted, strict=True):
             results[present[k]] = result
@@ -319,7 +320,8 @@ class LineFitter:
                 a0[k], c0[k] = a[k], (c[k] if self.config.intercept else 0.0)
                 sigma0[k] = starts[k][2] / (s.spread_y[k] * s.scale_y[k])
         frame = s.standardized_frame(rows.counts)
-        outcome = self._descent.huber(rows.u, rows.v, rows.weight, rows.begins, (a0, c0, sigma0), frame)
+        loop_weight = rows.weight if self.weighted else None  # unweighted: the loop reads no weights
+        outcome = self._descent.huber(rows.u, rows.v, loop_weight, rows.begins, (a0, c0, sigma0), frame)
         a, c, sigma = outcome.params
         collapsing = sigma < 1e-6 * sigma0
         w, b = s.back(a, c, anchored=False)

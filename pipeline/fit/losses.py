@@ -31,6 +31,7 @@ __all__ = [
     "floor_terms",
     "huber_rows",
     "newton_direction",
+    "row_weights",
     "squared_gram",
     "squared_rows",
 ]
@@ -43,6 +44,16 @@ def squared_gram(floor, curvature, slope, mean_x, mean_y):  # noqa: ANN001, ANN2
         return floor + curvature * tf.square(w - slope) + tf.square(w * mean_x + b - mean_y)
 
     return loss
+
+
+def row_weights(weight, valid, x):  # noqa: ANN001, ANN201
+    """Each row's weight, 0 on padding.
+
+    ``weight`` ([blocks, BLOCK], or [1, 1] ones when unweighted) masked by each block's
+    count of valid rows (``valid``): the mask is computed where it is used, not read.
+    """
+    inside = tf.range(tf.shape(x)[1])[None, :] < valid[:, None]
+    return weight * tf.cast(inside, x.dtype)
 
 
 def _per_block(values, owner):  # noqa: ANN001, ANN202

@@ -27,12 +27,18 @@ def _rows(seed: int, n: int = 300) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def _loss(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> object:
+    """The loop's Huber loss on one dataset in one block, its rows all valid."""
+    weights = losses.row_weights(tf.constant(weight[None, :]), tf.constant([x.size], tf.int32), tf.constant(x[None, :]))
+    return losses.huber_rows(
+        tf.constant(x[None, :]), tf.constant(y[None, :]), weights, tf.constant([0], tf.int32),
+        tf.constant([weight.sum()]), tf.constant(EPSILON, tf.float64),
+    )  # fmt: skip
+
+
 def _tape_hessian(x: np.ndarray, y: np.ndarray, weight: np.ndarray, theta: list[float]) -> np.ndarray:
     """∂²L/∂θ² of the loop's own Huber loss, from nested GradientTapes (one dataset, one block)."""
-    loss_fn = losses.huber_rows(
-        tf.constant(x[None, :]), tf.constant(y[None, :]), tf.constant(weight[None, :]),
-        tf.constant([0], tf.int32), tf.constant([weight.sum()]), tf.constant(EPSILON, tf.float64),
-    )  # fmt: skip
+    loss_fn = _loss(x, y, weight)
     params = tf.Variable(theta, dtype=tf.float64)
     with tf.GradientTape() as outer:
         with tf.GradientTape() as inner:
@@ -42,10 +48,7 @@ def _tape_hessian(x: np.ndarray, y: np.ndarray, weight: np.ndarray, theta: list[
 
 
 def _curvature(x: np.ndarray, y: np.ndarray, weight: np.ndarray, theta: list[float]) -> list[np.ndarray]:
-    loss_fn = losses.huber_rows(
-        tf.constant(x[None, :]), tf.constant(y[None, :]), tf.constant(weight[None, :]),
-        tf.constant([0], tf.int32), tf.constant([weight.sum()]), tf.constant(EPSILON, tf.float64),
-    )  # fmt: skip
+    loss_fn = _loss(x, y, weight)
     return [v.numpy() for v in loss_fn.curvature(*(tf.constant([t], tf.float64) for t in theta))]
 
 
