@@ -396,6 +396,10 @@ class LineFitter:
     ) -> str:
         """The one-line reason a fit ended ``not_converged``."""
         where = f"‖∇L‖ = {gradient:.3g} > {target:.3g}"
+        if code == STALLED and self.config.loss == "huber":  # the damped step shrank to nothing
+            return (
+                f"stalled after {steps} step(s): no step lowers the loss at {self.config.dtype} precision while {where}"
+            )
         if code == STALLED:
             return (
                 f"stalled after {steps} step(s): the update no longer changes the parameters at "
