@@ -133,3 +133,14 @@ def test_clean_data_converges_in_a_few_newton_steps() -> None:
     # fixed-step descent (before the Newton preconditioner) took 125 and 163 steps here
     assert clean.steps <= 6 and spiked.steps <= 10
     assert abs(spiked.w - 2) < 0.01 and abs(spiked.b - 3) < 0.1
+
+
+def test_inliers_exactly_on_a_line_give_that_line() -> None:
+    # σ has no positive minimum here: the steps shrink it to the residuals' rounding
+    x = np.arange(50.0)
+    y = 2 * x + 1
+    y[:10] += 100
+    result = fitter_for(FitConfig(loss="huber")).fit(x, y)
+    assert result.status == Status.OK, result
+    assert result.w == pytest.approx(2.0, rel=1e-12) and result.b == pytest.approx(1.0, abs=1e-10)
+    assert 0 < result.scale < 1e-12 and result.n_outliers >= 10
