@@ -33,7 +33,7 @@ MAX_STEPS = 2**63 - 1  # the step counter is a 64-bit integer
 # The default learning rate per loss. Huber's step is preconditioned by its inverse
 # curvature (pipeline.fit.losses), so its scaled Hessian is 2·I and η = 1/2 is a Newton step.
 LEARNING_RATES = {"squared": 0.1, "huber": 0.5}
-# Huber's preconditioned step overshoots a quadratic for η ≥ 1 (every step would then be halved).
+# Huber's preconditioned step reaches no closer to a quadratic's minimum for η ≥ 1 (|1 − 2η| ≥ 1).
 HUBER_STEP = 1.0
 LOSS_FORMS = ("gram", "rows")
 
@@ -52,8 +52,8 @@ class FitConfig:
 
     Attributes:
         learning_rate: Step size η of the update θ ← θ − η·∇L (for Huber θ ← θ − η·σ·M⁻¹·∇L,
-            with backtracking); ``None`` (the default): 0.1 for the squared loss, 0.5 (a
-            Newton step) for Huber.
+            damped where a step would raise the loss); ``None`` (the default): 0.1 for the
+            squared loss, 0.5 (a Newton step) for Huber.
         max_steps: Most parameter updates before giving up (status ``not_converged``).
         tolerance: Converged once the gradient's 2-norm, in standardized coordinates, is
             at most this; 0 (the default) runs to the rounding floor of ``dtype`` (see
