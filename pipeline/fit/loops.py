@@ -36,9 +36,9 @@ from pipeline.fit.codes import CONVERGED, DIVERGED, MAX_STEPS, RUNNING, STALLED
 
 __all__ = ["newton", "plain"]
 
-# Gradient descent with a step that converges never raises the loss above its start (for
-# the squared loss every eigen-component shrinks; for Huber the preconditioned step stays
-# below 2/curvature). A loss past twice the start therefore proves divergence: stop early.
+# Gradient descent on the squared loss with a step that converges never raises the loss
+# above its start (every eigen-component shrinks), so :func:`plain` stops once the loss is
+# past twice its start: that proves divergence. (:func:`newton` never lets the loss rise.)
 _DIVERGENCE_FACTOR = 2.0
 # Huber's Levenberg–Marquardt damping μ: its floor (M's entries are O(1) on standardized
 # rows; this only keeps a singular M invertible), its factor after a failed or a
