@@ -115,15 +115,15 @@ def _read_small_local(path: str, columns: list[str], most_rows: int) -> pa.Table
 
 @contextlib.contextmanager
 def open_parquet(
-    path: str, columns: list[str], dictionary: tuple[str, ...] = (), most_rows: int | None = None
+    path: str, columns: list[str], dictionary: tuple[str, ...] = (), stream_over: int | None = None
 ) -> Iterator[pq.ParquetFile]:
     """Open a Parquet file for reading ``columns``, checking that they exist.
 
     Text columns named in ``dictionary`` (which must be among ``columns``) are read
     dictionary-encoded, as Parquet stores them: a grouping key, much faster than
-    decoding every row's text. Only for files of at most ``most_rows`` rows (if given):
-    streamed dictionary columns would come in pieces cut at every row group, which
-    would change where a file's chunks begin.
+    decoding every row's text. A file of more than ``stream_over`` rows (if given) is
+    opened to be streamed: without pyarrow's pre-buffering, which would hold every row
+    group of the file in memory at once.
 
     Local files are opened by pyarrow directly (its fastest entry point); any other
     path goes through Beam's ``FileSystems``, so ``gs://`` and ``s3://`` work too.
@@ -156,10 +156,13 @@ def open_parquet(
                 raise DatasetError(
                     f"column {name!r} appears {names.count(name)} times in the file; a column must be unique"
                 )
-        small = most_rows is None or parquet.metadata.num_rows <= most_rows
-        if dictionary and FAST_PATHS and small:  # the same file again, its footer already parsed
+        streamed = stream_over is not None and parquet.metadata.num_rows > stream_over
+        dictionary = dictionary if FAST_PATHS else ()
+        if dictionary or streamed:  # the same file again, its footer already parsed
             parquet = stack.enter_context(
-                pq.ParquetFile(source, metadata=parquet.metadata, read_dictionary=list(dictionary))
+                pq.ParquetFile(
+                    source, metadata=parquet.metadata, read_dictionary=list(dictionary), pre_buffer=not streamed
+                )
             )
         yield parquet
 
@@ -186,8 +189,9 @@ def iter_tables(
 
     A small file is one read; a large one is streamed record batch by record batch, so
     memory stays bounded whatever the file's size. ``chunk_rows`` defaults to
-    :data:`CHUNK_ROWS`. Text columns in ``dictionary`` arrive dictionary-encoded when the
-    file is one read (streamed, they are decoded: chunks start where they always did).
+    :data:`CHUNK_ROWS`; a streamed file comes in pieces of exactly ``chunk_rows`` rows
+    (the last one shorter), wherever its row groups end. Text columns in ``dictionary``
+    arrive dictionary-encoded (a streamed piece may hold several dictionaries).
 
     Raises:
         DatasetError: if the file is unreadable or lacks a column.
@@ -202,10 +206,32 @@ def iter_tables(
             if parquet.metadata.num_rows <= chunk_rows:
                 yield parquet.read(columns=columns, use_threads=False)  # small: threads cost more than they save
                 return
-            for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns, use_threads=False):
-                yield pa.Table.from_batches([batch])
+            yield from _exact_chunks(
+                parquet.iter_batches(batch_size=chunk_rows, columns=columns, use_threads=False), chunk_rows
+            )
         except (pa.ArrowException, OSError) as error:
             raise DatasetError(f"could not read Parquet data: {one_line(error)}") from error
+
+
+def _exact_chunks(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """The rows of ``batches`` in tables of exactly ``rows`` rows, the last one shorter.
+
+    A dictionary-encoded column is cut at every row group (a new dictionary), so the
+    pieces pyarrow streams depend on the file's row groups; these do not, and a file's
+    chunks (and so the order in which their moments merge) are the same either way.
+    """
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending)
 
 
 def iter_columns(path: str, names: tuple[str, ...]) -> Iterator[tuple[np.ndarray, ...]]:

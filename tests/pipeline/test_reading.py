@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.read.parquet import DatasetError, iter_xy, read_keyed, read_xy
+from pipeline.read.parquet import DatasetError, iter_tables, iter_xy, read_keyed, read_xy
 from tests.conftest import write_parquet
 
 
@@ -134,3 +134,17 @@ def test_key_ids_are_typed_and_round_trip(tmp_path: Path) -> None:
     assert _keys(text) == ({"1": ("text", [0.0]), "1.0": ("text", [1.0]), "nan": ("text", [2.0])}, 0)
     categories = write("d.parquet", pa.array(["b", "a", "b"]).dictionary_encode())
     assert _keys(categories) == ({"a": ("text", [1.0]), "b": ("text", [0.0, 2.0])}, 0)
+
+
+@pytest.mark.parametrize("dictionary", [(), ("k",)])
+def test_a_streamed_file_comes_in_chunks_of_exactly_chunk_rows_wherever_its_row_groups_end(
+    tmp_path: Path, dictionary: tuple[str, ...]
+) -> None:
+    keys = [f"k{i % 37}" for i in range(2_500)]
+    path = tmp_path / "long.parquet"
+    pq.write_table(pa.table({"k": keys, "x": np.arange(2_500.0)}), path, row_group_size=700)
+    tables = list(iter_tables(str(path), ["k", "x"], chunk_rows=1_000, dictionary=dictionary))
+    assert [t.num_rows for t in tables] == [1_000, 1_000, 500]  # not cut at 700, 1,400, 2,100
+    assert pa.types.is_dictionary(tables[0].schema.field("k").type) == bool(dictionary)
+    np.testing.assert_array_equal(np.concatenate([t.column("x").to_numpy() for t in tables]), np.arange(2_500.0))
+    assert [v for t in tables for v in t.column("k").cast(pa.string()).to_pylist()] == keys
