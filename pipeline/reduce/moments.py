@@ -171,8 +171,13 @@ def segment_moments(x: np.ndarray, y: np.ndarray, starts: np.ndarray, weights: n
     return _short_segments(x, y, starts)
 
 
-def _short_clean_segments(x: np.ndarray, y: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> Moments:
-    """Short segments whose rows are all finite and of ordinary size: shifted sums, no masks."""
+def _short_clean_segments(
+    x: np.ndarray, y: np.ndarray, starts: np.ndarray, lengths: np.ndarray, extremes: tuple[np.ndarray, ...]
+) -> Moments:
+    """Short segments whose rows are all finite and of ordinary size: shifted sums, no masks.
+
+    ``extremes`` are each segment's smallest and largest x, then y.
+    """
     count = lengths.astype(np.float64)
 
     def total(values: np.ndarray, ufunc: np.ufunc = np.add) -> np.ndarray:
@@ -200,22 +205,24 @@ def _short_clean_segments(x: np.ndarray, y: np.ndarray, starts: np.ndarray, leng
         cxy=cxy,
         cyy=cyy,
         rss=np.maximum(total(dy * dy) - sum_e * sum_e / count, 0.0),
-        min_x=total(x, np.minimum),
-        max_x=total(x, np.maximum),
-        min_y=total(y, np.minimum),
-        max_y=total(y, np.maximum),
+        min_x=extremes[0],
+        max_x=extremes[1],
+        min_y=extremes[2],
+        max_y=extremes[3],
         weight=count,
         n_pos=lengths.astype(np.int64),
     )
 
 
-def _ordinary(values: np.ndarray, starts: np.ndarray) -> bool:
+def _ordinary(low: np.ndarray, high: np.ndarray) -> bool:
     """Whether every segment's largest magnitude lies where sums of squares cannot over- or underflow.
 
-    Checked per segment and per column: a segment whose values are all tiny (or all
-    huge) needs its own power-of-two scale even when its neighbours are ordinary.
+    ``low`` and ``high`` are each segment's smallest and largest value of one column, so
+    ``max(−low, high)`` is its largest magnitude, exactly. Checked per segment and per
+    column: a segment whose values are all tiny (or all huge) needs its own power-of-two
+    scale even when its neighbours are ordinary.
     """
-    peaks = np.maximum.reduceat(np.abs(values), starts)
+    peaks = np.maximum(-low, high)
     return bool(np.all((peaks <= _SAFE_RANGE[1]) & ((peaks >= _SAFE_RANGE[0]) | (peaks == 0.0))))
 
 
@@ -223,9 +230,9 @@ def _short_segments(x: np.ndarray, y: np.ndarray, starts: np.ndarray) -> Moments
     """:func:`segment_moments` for many short segments, vectorized with ``reduceat``."""
     lengths = np.diff(np.append(starts, x.size))
     if starts.size and x.size and np.all(lengths > 0):
-        finite = np.isfinite(x.min()) and np.isfinite(x.max()) and np.isfinite(y.min()) and np.isfinite(y.max())
-        if finite and _ordinary(x, starts) and _ordinary(y, starts):
-            return _short_clean_segments(x, y, starts, lengths)
+        extremes = tuple(ufunc.reduceat(v, starts) for v in (x, y) for ufunc in (np.minimum, np.maximum))
+        if np.isfinite(extremes).all() and _ordinary(*extremes[:2]) and _ordinary(*extremes[2:]):  # NaN spreads
+            return _short_clean_segments(x, y, starts, lengths, extremes)
     # rows with NaN, inf or extreme magnitudes: the general path (unit weights; bit-identical to an unweighted one)
     return _weighted_segments(x, y, np.ones_like(x), starts)
 
