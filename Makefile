@@ -21,11 +21,11 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.run-deps: setup.py | $(VENV)/bin/python
-	$(PIP) -e '.[report]'
+	$(PIP) -e '.[report,fast]'
 	touch $@
 
 $(VENV)/.test-deps: setup.py | $(VENV)/bin/python
-	$(PIP) -e '.[test,report]'
+	$(PIP) -e '.[test,report,fast]'
 	touch $@ $(VENV)/.run-deps
 
 run: $(VENV)/.run-deps
@@ -60,7 +60,7 @@ lint: $(VENV)/.test-deps
 # imports would add to every worker's start-up) plus DuckDB.
 $(BENCH_VENV)/.deps: setup.py
 	$(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[bench,fast]'
 	touch $@
 
 bench: $(BENCH_VENV)/.deps

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from pipeline.config.settings import JobConfig
 from pipeline.discover.layout import DatasetRef, input_layout
 from pipeline.read import parquet
+from pipeline.read.many_files import read_many
 from pipeline.read.parquet import (
     DatasetError,
     KeyedChunk,
@@ -72,6 +73,7 @@ def _read_refs(
     """
     builder = MomentsBuilder() if gram else None
     good, rows, bad = [], [], []
+    read = read_many([path for ref in refs if ref.error is None for path in ref.paths], columns)
     for ref in refs:
         if ref.error is not None:  # found, but not to be fitted (an id shared by several files)
             bad.append((ref, ref.error))
@@ -80,7 +82,7 @@ def _read_refs(
         try:
             for path in ref.paths:
                 try:
-                    for values in iter_columns(path, columns):
+                    for values in [read[path]] if path in read else iter_columns(path, columns):
                         if builder is not None:
                             builder.add(len(good), *values)
                             continue
