@@ -6,7 +6,8 @@ about half of that, checks included. :func:`read_many` reads a batch's files tha
 when DuckDB is installed, and only those for which the arrays are certain to be the
 ones pyarrow gives:
 
-* local files (a remote path goes through Beam's ``FileSystems`` and pyarrow);
+* local files (a remote path goes through Beam's ``FileSystems`` and pyarrow) whose
+  names hold no glob character (DuckDB would read ``a[1].parquet`` as ``a1.parquet``);
 * at most :data:`pipeline.read.parquet.CHUNK_ROWS` rows (bigger files are streamed in
   chunks, and their chunks are what the moments are merged from);
 * every column named once, at the top level, with no other column whose name differs
@@ -42,6 +43,7 @@ QUERY_ROWS = 1 << 22
 _PLAIN_FLOATS = {"DOUBLE", "FLOAT"}
 _PLAIN_INTEGERS = {"INT32", "INT64"}
 _INTEGER_WIDTHS = {None, "INT_8", "INT_16", "INT_32", "INT_64"}
+_GLOB = set("*?[]{}")  # DuckDB reads every name as a glob pattern: such a name could stand for other files
 _SETTINGS = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 _database = None  # one in-memory DuckDB per process; every read_many call takes its own cursor
 _lock = threading.Lock()
@@ -85,8 +87,9 @@ def read_many(paths: Sequence[str], columns: Sequence[str]) -> dict[str, tuple[n
         return {}
     local = {}
     for path in paths:
-        if FileSystems.get_scheme(path) in (None, "file"):
-            local[path[len("file://") :] if path.startswith("file://") else path] = path
+        name = path[len("file://") :] if path.startswith("file://") else path
+        if FileSystems.get_scheme(path) in (None, "file") and not _GLOB.intersection(name):
+            local[name] = path
     connection = _connect() if local else None
     if connection is None:
         return {}
@@ -112,42 +115,40 @@ def _failing_apart(files: list[str], run) -> list:  # noqa: ANN001 (a query on a
 
 
 def _plain_groups(connection, files: list[str], columns: list[str]) -> list[list[tuple[str, int]]]:  # noqa: ANN001
-    """The files DuckDB may read, with their row counts, grouped by the physical types of ``columns``."""
+    """The files DuckDB may read, with their row counts, grouped by the physical types of ``columns``.
 
-    def schemas(chunk: list[str]) -> tuple[list[tuple], list[tuple]]:
-        fields = connection.execute(
-            "SELECT file_name, name, type, converted_type, logical_type, num_children, repetition_type "
-            "FROM parquet_schema($files)",
-            {"files": chunk},
-        ).fetchall()
-        sizes = connection.execute("SELECT file_name, num_rows FROM parquet_file_metadata($files)", {"files": chunk})
-        return fields, sizes.fetchall()
-
+    Only the schema entries named like a column (in any case) are fetched. A column of
+    that name nested in a struct looks like a top-level one here; reading it fails
+    (DuckDB binds top-level names only), and the file is left to pyarrow then.
+    """
+    query = (
+        "SELECT s.file_name, s.name, s.type, s.converted_type, s.logical_type, s.repetition_type, m.num_rows "
+        "FROM parquet_schema($files) s JOIN parquet_file_metadata($files) m USING (file_name) "
+        "WHERE list_contains($names, lower(s.name))"
+    )
+    names = sorted({column.lower() for column in columns})
     by_file: dict[str, list[tuple]] = {}
-    rows: dict[str, int] = {}
-    for fields, sizes in _failing_apart(files, schemas):
-        for field in fields:  # in schema order, the root first
-            by_file.setdefault(field[0], []).append(field)
-        rows.update(sizes)
+    for part in _failing_apart(
+        files, lambda chunk: connection.execute(query, {"files": chunk, "names": names}).fetchall()
+    ):
+        for entry in part:
+            by_file.setdefault(entry[0], []).append(entry)
     groups: dict[tuple, list[tuple[str, int]]] = {}
     for name in files:  # in the caller's order
-        signature = _signature(by_file.get(name), rows.get(name), columns)
+        signature = _signature(by_file.get(name, []), columns)
         if signature is not None:
-            groups.setdefault(signature, []).append((name, rows[name]))
+            groups.setdefault(signature, []).append((name, by_file[name][0][6]))
     return list(groups.values())
 
 
-def _signature(entries: list[tuple] | None, rows: int | None, columns: list[str]) -> tuple | None:
-    """The physical types of ``columns`` in one file's schema entries, or ``None`` if not plainly readable."""
-    if not entries or rows is None or rows > parquet.CHUNK_ROWS:
-        return None
-    root, fields = entries[0], entries[1:]
-    if root[5] != len(fields) or any(entry[5] for entry in fields):  # nested columns
+def _signature(entries: list[tuple], columns: list[str]) -> tuple | None:
+    """The physical types of ``columns`` in one file's schema entries named like them, or ``None`` if not plain."""
+    if not entries or entries[0][6] > parquet.CHUNK_ROWS:
         return None
     types = []
     for column in columns:
-        same = [entry for entry in fields if entry[1].lower() == column.lower()]
-        if len(same) != 1 or same[0][1] != column or same[0][6] == "REPEATED":
+        same = [entry for entry in entries if entry[1].lower() == column.lower()]
+        if len(same) != 1 or same[0][1] != column or same[0][5] == "REPEATED":
             return None
         _, _, kind, converted, logical, _, _ = same[0]
         plain_float = kind in _PLAIN_FLOATS and converted is None and logical is None

@@ -91,6 +91,14 @@ def test_every_file_it_cannot_vouch_for_is_left_to_pyarrow(tmp_path: Path) -> No
     assert sorted(found) == sorted(good), sorted(set(found) ^ set(good))
 
 
+def test_a_name_with_glob_characters_is_left_to_pyarrow(tmp_path: Path) -> None:
+    """DuckDB would read ``a[1].parquet`` as the pattern matching ``a1.parquet``: another file's rows."""
+    odd = write_parquet(tmp_path / "a[1].parquet", x=[1.0, 2.0], y=[3.0, 4.0])
+    other = write_parquet(tmp_path / "a1.parquet", x=[9.0, 9.0], y=[9.0, 9.0])
+    found = read_many([str(odd), str(other)], ("x", "y"))
+    assert sorted(found) == [str(other)]
+
+
 def test_files_of_different_types_are_never_cast_to_one(tmp_path: Path) -> None:
     """DuckDB alone would read these as the first file's int32 (1.5 → 2): one query per type signature."""
     first = write_parquet(tmp_path / "a.parquet", x=pa.array([1, 2], pa.int32()), y=[1.0, 2.0])
