@@ -35,11 +35,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.read import parquet
 
-__all__ = ["QUERY_ROWS", "available", "read_many"]
+__all__ = ["ROWS_AHEAD", "available", "read_many"]
 
-# Most rows one query reads (x, y and weights as float64: 96 MiB); a batch with more
-# is read in several queries.
-QUERY_ROWS = 1 << 22
+# Most rows one call reads (x, y and weights as float64: 96 MiB): memory stays bounded
+# however well a batch's files compress; the caller asks again for the files after.
+ROWS_AHEAD = 1 << 22
 _PLAIN_FLOATS = {"DOUBLE", "FLOAT"}
 _PLAIN_INTEGERS = {"INT32", "INT64"}
 _INTEGER_WIDTHS = {None, "INT_8", "INT_16", "INT_32", "INT_64"}
@@ -71,36 +71,55 @@ def available() -> bool:
     return True
 
 
-def read_many(paths: Sequence[str], columns: Sequence[str]) -> dict[str, tuple[np.ndarray, ...]]:
-    """The float64 columns (nulls as NaN) of those of ``paths`` that DuckDB can read here, by path.
+def read_many(paths: Sequence[str], columns: Sequence[str]) -> tuple[dict[str, tuple[np.ndarray, ...]], int]:
+    """The float64 columns (nulls as NaN) of the first of ``paths`` that DuckDB can read here, by path.
+
+    Files are taken in order until :data:`ROWS_AHEAD` rows (the first readable file
+    always).
 
     Args:
         paths: Parquet files (any Beam path; only local ones are read here).
         columns: The numeric columns to read (x, y and perhaps the weights), in order.
 
     Returns:
-        For each file read, one array per column, as
-        :func:`pipeline.read.parquet.iter_columns` would give in one chunk. Files not
-        in it are for the caller to read as usual.
+        ``(found, tried)``: for each file read, one array per column, as
+        :func:`pipeline.read.parquet.iter_columns` would give in one chunk; and how many
+        of ``paths``, from the first, were considered. Those of them not in ``found``
+        are for the caller to read as usual; the ones after, to ask for again.
     """
-    if not parquet.FAST_PATHS or not paths:
-        return {}
-    local = {}
-    for path in paths:
-        name = path[len("file://") :] if path.startswith("file://") else path
-        if FileSystems.get_scheme(path) in (None, "file") and not _GLOB.intersection(name):
-            local[name] = path
-    connection = _connect() if local else None
+    names = [_local_name(path) for path in paths] if parquet.FAST_PATHS else []
+    connection = _connect() if any(names) else None
     if connection is None:
-        return {}
+        return {}, len(paths)
     try:
-        found: dict[str, tuple[np.ndarray, ...]] = {}
-        for group in _plain_groups(connection, list(local), list(columns)):
+        plain = _plain_files(connection, list(dict.fromkeys(name for name in names if name)), list(columns))
+        chosen: dict[tuple, list[tuple[str, int]]] = {}
+        taken: dict[str, str] = {}  # DuckDB's name → the caller's path
+        tried, held = 0, 0
+        for path, name in zip(paths, names, strict=True):
+            if name in plain and name not in taken:
+                signature, rows = plain[name]
+                if taken and held + rows > ROWS_AHEAD:
+                    break
+                chosen.setdefault(signature, []).append((name, rows))
+                taken[name] = path
+                held += rows
+            tried += 1
+        found = {}
+        for group in chosen.values():
             for name, arrays in _read(connection, group, list(columns)).items():
-                found[local[name]] = arrays
-        return found
+                found[taken[name]] = arrays
+        return found, tried
     finally:
         connection.close()
+
+
+def _local_name(path: str) -> str | None:
+    """The local file DuckDB would open for ``path``, or ``None`` (remote, or a name holding a glob character)."""
+    if FileSystems.get_scheme(path) not in (None, "file"):
+        return None
+    name = path[len("file://") :] if path.startswith("file://") else path
+    return None if _GLOB.intersection(name) else name
 
 
 def _failing_apart(files: list[str], run) -> list:  # noqa: ANN001 (a query on a list of files)
@@ -114,8 +133,8 @@ def _failing_apart(files: list[str], run) -> list:  # noqa: ANN001 (a query on a
         return _failing_apart(files[:half], run) + _failing_apart(files[half:], run)
 
 
-def _plain_groups(connection, files: list[str], columns: list[str]) -> list[list[tuple[str, int]]]:  # noqa: ANN001
-    """The files DuckDB may read, with their row counts, grouped by the physical types of ``columns``.
+def _plain_files(connection, files: list[str], columns: list[str]) -> dict[str, tuple[tuple, int]]:  # noqa: ANN001
+    """The files DuckDB may read: their type signature (the physical types of ``columns``) and row count.
 
     Only the schema entries named like a column (in any case) are fetched. A column of
     that name nested in a struct looks like a top-level one here; reading it fails
@@ -133,12 +152,12 @@ def _plain_groups(connection, files: list[str], columns: list[str]) -> list[list
     ):
         for entry in part:
             by_file.setdefault(entry[0], []).append(entry)
-    groups: dict[tuple, list[tuple[str, int]]] = {}
-    for name in files:  # in the caller's order
-        signature = _signature(by_file.get(name, []), columns)
+    plain = {}
+    for name, entries in by_file.items():
+        signature = _signature(entries, columns)
         if signature is not None:
-            groups.setdefault(signature, []).append((name, by_file[name][0][6]))
-    return list(groups.values())
+            plain[name] = (signature, entries[0][6])
+    return plain
 
 
 def _signature(entries: list[tuple], columns: list[str]) -> tuple | None:
@@ -164,7 +183,7 @@ def _signed(logical: str | None) -> bool:
 
 
 def _read(connection, files: list[tuple[str, int]], columns: list[str]) -> dict[str, tuple[np.ndarray, ...]]:  # noqa: ANN001
-    """Read files of one type signature (with their row counts), a bounded number of rows a query."""
+    """Read files of one type signature (with their row counts) in one query (halved if it fails)."""
     quoted = ", ".join('"' + column.replace('"', '""') + '"' for column in columns)
     query = f"SELECT file_index, {quoted} FROM read_parquet($files)"  # noqa: S608 (names quoted, files bound)
     sizes = dict(files)
@@ -174,30 +193,17 @@ def _read(connection, files: list[tuple[str, int]], columns: list[str]) -> dict[
         return chunk, result.read_all() if isinstance(result, pa.RecordBatchReader) else result
 
     found = {}
-    for run in _row_bounded(files):
-        for chunk, data in _failing_apart(run, table):
-            index = data.column(0).to_numpy().astype(np.int64)
-            counts = np.bincount(index, minlength=len(chunk)) if index.size else np.zeros(len(chunk), np.int64)
-            in_order = not index.size or bool(np.all(np.diff(index) >= 0))
-            if not in_order or counts.tolist() != [sizes[name] for name in chunk]:
-                continue  # not each file's rows in order, or not all of them: left to pyarrow
-            try:
-                values = [parquet.to_float64(data.column(i + 1), column) for i, column in enumerate(columns)]
-            except parquet.DatasetError:
-                continue
-            ends = np.cumsum(counts).tolist()
-            for name, start, end in zip(chunk, [0, *ends[:-1]], ends, strict=True):
-                found[name] = tuple(v[start:end] for v in values)
+    for chunk, data in _failing_apart([name for name, _ in files], table):
+        index = data.column(0).to_numpy().astype(np.int64)
+        counts = np.bincount(index, minlength=len(chunk)) if index.size else np.zeros(len(chunk), np.int64)
+        in_order = not index.size or bool(np.all(np.diff(index) >= 0))
+        if not in_order or counts.tolist() != [sizes[name] for name in chunk]:
+            continue  # not each file's rows in order, or not all of them: left to pyarrow
+        try:
+            values = [parquet.to_float64(data.column(i + 1), column) for i, column in enumerate(columns)]
+        except parquet.DatasetError:
+            continue
+        ends = np.cumsum(counts).tolist()
+        for name, start, end in zip(chunk, [0, *ends[:-1]], ends, strict=True):
+            found[name] = tuple(v[start:end] for v in values)
     return found
-
-
-def _row_bounded(files: list[tuple[str, int]]) -> list[list[str]]:
-    """The file names cut into runs of at most :data:`QUERY_ROWS` rows each."""
-    runs, run, held = [], [], 0
-    for name, size in files:
-        if run and held + size > QUERY_ROWS:
-            runs.append(run)
-            run, held = [], 0
-        run.append(name)
-        held += size
-    return [*runs, run] if run else runs

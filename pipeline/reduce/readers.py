@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import operator
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -63,6 +63,31 @@ def too_many_rows(rows: int, limit: int) -> DatasetError:
     )
 
 
+class _ReadAhead:
+    """A batch's files, read by DuckDB (when it can) a bounded number of rows ahead of the caller.
+
+    Args:
+        paths: Every file of the batch, in the order the caller reads them.
+        columns: The numeric columns to read.
+    """
+
+    def __init__(self, paths: list[str], columns: tuple[str, ...]) -> None:
+        self._paths, self._columns = paths, columns
+        self._index = {path: i for i, path in reversed(list(enumerate(paths)))}  # a path's first place
+        self._read: dict[str, tuple[np.ndarray, ...]] = {}
+        self._tried = 0  # paths[:_tried] were offered to DuckDB already
+
+    def chunks(self, path: str) -> Iterable[tuple[np.ndarray, ...]]:
+        """``path``'s column chunks: DuckDB's arrays if it read the file, else pyarrow's, chunk by chunk."""
+        place = self._index.get(path, len(self._paths))
+        if self._tried <= place < len(self._paths):
+            found, tried = read_many(self._paths[place:], self._columns)
+            self._read.update(found)
+            self._tried = place + tried
+        values = self._read.pop(path, None)
+        return [values] if values is not None else iter_columns(path, self._columns)
+
+
 def _read_refs(
     refs: list[DatasetRef], columns: tuple[str, ...], gram: bool, max_rows: int = 0
 ) -> tuple[list[DatasetRef], object, list[tuple[DatasetRef, str]]]:
@@ -73,7 +98,7 @@ def _read_refs(
     """
     builder = MomentsBuilder() if gram else None
     good, rows, bad = [], [], []
-    read = read_many([path for ref in refs if ref.error is None for path in ref.paths], columns)
+    ahead = _ReadAhead([path for ref in refs if ref.error is None for path in ref.paths], columns)
     for ref in refs:
         if ref.error is not None:  # found, but not to be fitted (an id shared by several files)
             bad.append((ref, ref.error))
@@ -82,7 +107,7 @@ def _read_refs(
         try:
             for path in ref.paths:
                 try:
-                    for values in [read[path]] if path in read else iter_columns(path, columns):
+                    for values in ahead.chunks(path):
                         if builder is not None:
                             builder.add(len(good), *values)
                             continue

@@ -21,7 +21,6 @@ import pipeline.read.parquet as parquet
 from pipeline.config.settings import FitConfig, JobConfig
 from pipeline.discover.listing import DiscoverDatasets
 from pipeline.graph.fit_datasets import FitDatasets
-from pipeline.read.many_files import read_many
 from pipeline.read.parquet import iter_columns
 from tests import fakeos
 from tests.conftest import write_parquet
@@ -61,6 +60,13 @@ def _bad(folder: Path) -> list[str]:
     duplicate = pa.Table.from_arrays([pa.array([1.0]), pa.array([2.0]), pa.array([3.0])], ["x", "x", "y"])
     pq.write_table(duplicate, folder / "duplicate.parquet")
     return sorted(str(p) for p in folder.iterdir())
+
+
+def read_many(paths: list[str], columns: tuple[str, ...]) -> dict[str, tuple[np.ndarray, ...]]:
+    """What one call reads (every file here fits in one call)."""
+    found, tried = many_files.read_many(paths, columns)
+    assert tried == len(paths)
+    return found
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -108,20 +114,47 @@ def test_files_of_different_types_are_never_cast_to_one(tmp_path: Path) -> None:
     np.testing.assert_array_equal(found[str(second)][0], [1.5, 2.5])
 
 
-def test_big_files_and_many_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Files over CHUNK_ROWS are streamed by pyarrow; a batch over QUERY_ROWS takes several queries."""
+def test_big_files_are_left_to_pyarrow_and_a_call_reads_a_bounded_number_of_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files over CHUNK_ROWS are streamed by pyarrow; one call reads at most ROWS_AHEAD rows (or one file)."""
     monkeypatch.setattr(parquet, "CHUNK_ROWS", 100)
-    monkeypatch.setattr(many_files, "QUERY_ROWS", 150)
+    monkeypatch.setattr(many_files, "ROWS_AHEAD", 150)
     rng = np.random.default_rng(3)
+    sizes = [60, 100, 101, 80, 1, 99, 0, 40]
     paths = [
         str(write_parquet(tmp_path / f"f{i}.parquet", x=rng.normal(size=n), y=rng.normal(size=n)))
-        for i, n in enumerate([60, 100, 101, 80, 1, 99])
+        for i, n in enumerate(sizes)
     ]
-    found = read_many(paths, ("x", "y"))
-    assert sorted(found) == sorted(p for p in paths if "f2" not in p)  # 101 rows > CHUNK_ROWS
+    found, start, calls = {}, 0, []
+    while start < len(paths):  # as the reader asks: again from the first file not yet offered
+        got, tried = many_files.read_many(paths[start:], ("x", "y"))
+        assert tried >= 1
+        calls.append(sorted(Path(p).stem for p in got))
+        found.update(got)
+        start += tried
+    assert calls == [["f0"], ["f1"], ["f3", "f4"], ["f5", "f6", "f7"]]  # f2 (101 rows > CHUNK_ROWS) to pyarrow
     for path, arrays in found.items():
         for got, want in zip(arrays, _pyarrow(path, ("x", "y")), strict=True):
             assert _same(got, want)
+
+
+def test_a_batch_read_ahead_in_bounded_steps_gives_the_moments_of_pyarrow_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader's read-ahead, in many small steps, bad files among good ones: pyarrow's moments, bit for bit."""
+    from pipeline.discover.layout import DatasetRef
+    from pipeline.reduce.readers import _read_refs
+
+    paths = [p for pair in zip(_good(tmp_path / "good"), _bad(tmp_path / "bad"), strict=False) for p in pair]
+    refs = [DatasetRef(Path(p).stem, p, (p,)) for p in paths]
+    monkeypatch.setattr(many_files, "ROWS_AHEAD", 20)
+    good, moments, bad = _read_refs(refs, ("x", "y"), gram=True)
+    monkeypatch.setattr(parquet, "FAST_PATHS", False)
+    good_ref, moments_ref, bad_ref = _read_refs(refs, ("x", "y"), gram=True)
+    assert good == good_ref and bad == bad_ref
+    for field, got, want in zip(moments._fields, moments, moments_ref, strict=True):
+        assert got.tobytes() == want.tobytes(), field
 
 
 def test_weights_and_file_urls(tmp_path: Path) -> None:
