@@ -8,8 +8,9 @@ ones pyarrow gives:
 
 * local files (a remote path goes through Beam's ``FileSystems`` and pyarrow) whose
   names hold no glob character (DuckDB would read ``a[1].parquet`` as ``a1.parquet``);
-* at most :data:`pipeline.read.parquet.CHUNK_ROWS` rows (bigger files are streamed in
-  chunks, and their chunks are what the moments are merged from);
+* at most :data:`SMALL_ROWS` rows: the per-file cost DuckDB saves is what matters for
+  small files; from about 8,000 rows a file on, pyarrow's decoding is the faster one
+  (measured: 0.17 against 0.23 ms a file at 100 rows, 1.6 against 0.9 ms at 50,000);
 * every column named once, at the top level, with no other column whose name differs
   only in case (DuckDB matches names without regard to case);
 * plain numbers: a ``DOUBLE`` or ``FLOAT``, or a signed ``INT32``/``INT64`` with no
@@ -35,7 +36,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.read import parquet
 
-__all__ = ["ROWS_AHEAD", "available", "read_many"]
+__all__ = ["ROWS_AHEAD", "SMALL_ROWS", "available", "read_many"]
+
+# Files of at most this many rows are read by DuckDB (never more than CHUNK_ROWS, the
+# size at which pyarrow streams a file in chunks).
+SMALL_ROWS = 8192
 
 # Most rows one call reads (x, y and weights as float64: 96 MiB): memory stays bounded
 # however well a batch's files compress; the caller asks again for the files after.
@@ -162,7 +167,7 @@ def _plain_files(connection, files: list[str], columns: list[str]) -> dict[str, 
 
 def _signature(entries: list[tuple], columns: list[str]) -> tuple | None:
     """The physical types of ``columns`` in one file's schema entries named like them, or ``None`` if not plain."""
-    if not entries or entries[0][6] > parquet.CHUNK_ROWS:
+    if not entries or entries[0][6] > min(SMALL_ROWS, parquet.CHUNK_ROWS):
         return None
     types = []
     for column in columns:

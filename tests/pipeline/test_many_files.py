@@ -157,6 +157,15 @@ def test_a_batch_read_ahead_in_bounded_steps_gives_the_moments_of_pyarrow_reads(
         assert got.tobytes() == want.tobytes(), field
 
 
+def test_files_beyond_small_rows_are_left_to_pyarrow_which_decodes_them_faster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(many_files, "SMALL_ROWS", 50)
+    small = write_parquet(tmp_path / "small.parquet", x=np.arange(50.0), y=np.arange(50.0))
+    bigger = write_parquet(tmp_path / "bigger.parquet", x=np.arange(51.0), y=np.arange(51.0))
+    assert sorted(read_many([str(small), str(bigger)], ("x", "y"))) == [str(small)]
+
+
 def test_weights_and_file_urls(tmp_path: Path) -> None:
     path = write_parquet(tmp_path / "w.parquet", x=[1.0, 2.0], y=[3.0, 4.0], w=[0.5, None])
     found = read_many([f"file://{path}"], ("x", "y", "w"))
