@@ -13,6 +13,7 @@ from __future__ import annotations
 import operator
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 
 import apache_beam as beam
 import numpy as np
@@ -35,6 +36,7 @@ from pipeline.read.parquet import (
 )
 from pipeline.reduce.batches import SHARDS, Batch, Partials, shard_of
 from pipeline.reduce.moments import Moments, MomentsBuilder, concat, reduce_runs, segment_moments
+from pipeline.reduce.threads import Workers
 
 __all__ = ["BYTES_PER_ROW", "ReadBatchFn", "ReadKeyedPartsFn", "ReadKeyedRowsFn", "ReadPartsFn", "row_limit"]
 
@@ -243,12 +245,26 @@ def _taken(pieces: list[Moments], order: np.ndarray) -> Moments:
     return Moments(*fields)
 
 
+def _chunk_partials(
+    table: pa.Table, key_column: str, numeric: tuple[str, ...]
+) -> tuple[list[str], int, str, Moments | None]:
+    """One chunk of a long table: its keys, null-key rows, key kind, and each key's moments (``None``: no keys)."""
+    values = [to_float64(table.column(name), name) for name in numeric]
+    names, order, starts, nulls, kind = split_by_key(table, key_column)
+    if not names:
+        return names, nulls, kind, None
+    ordered = [v[order] for v in values]  # x, y (, weights) grouped by key
+    return names, nulls, kind, segment_moments(*ordered[:2], starts, *ordered[2:])
+
+
 class ReadKeyedPartsFn(beam.DoFn):
     """Reads files of a long table into per-key partial moments, keyed by shard.
 
     Each file is streamed a bounded chunk at a time; its rows are split by key with
-    vectorized Arrow/numpy calls. Rows with a null key are counted and yielded as an
-    ``int``. An unreadable file becomes a ``failed`` entry named by its path.
+    vectorized Arrow/numpy calls, on ``config.read_threads`` threads while the next
+    chunk is read (results in chunk order, so the numbers are those of one thread).
+    Rows with a null key are counted and yielded as an ``int``. An unreadable file
+    becomes a ``failed`` entry named by its path.
 
     Args:
         config: The job's configuration.
@@ -256,6 +272,16 @@ class ReadKeyedPartsFn(beam.DoFn):
 
     def __init__(self, config: JobConfig) -> None:
         self._config = config
+        self._workers: Workers | None = None  # set in setup()
+
+    def setup(self) -> None:
+        """Start this worker's threads."""
+        self._workers = Workers(self._config.read_threads, "tapefit-read")
+
+    def teardown(self) -> None:
+        """Let the threads go."""
+        if self._workers is not None:
+            self._workers.close()
 
     def process(self, paths: list[str]) -> Iterator[tuple[int, Partials] | int]:
         """Yield ``(shard, Partials)`` for the keys of the batch's files, then the null-key count."""
@@ -263,18 +289,19 @@ class ReadKeyedPartsFn(beam.DoFn):
         numeric = config.columns
         columns = [config.key_column, *numeric]
         layout = input_layout(config.input, config.output)
+        workers = self._workers or Workers(1, "tapefit-read")
         keys, kinds, parts, pieces, bad, null_rows = [], [], [], [], [], 0
         for path in paths:
             file_keys, file_pieces, file_nulls, kind = [], [], 0, "text"
             try:
-                for table in iter_tables(path, columns, dictionary=(config.key_column,)):
-                    values = [to_float64(table.column(name), name) for name in numeric]
-                    names, order, starts, nulls, kind = split_by_key(table, config.key_column)
-                    file_nulls += nulls
-                    if names:
-                        file_keys.extend(names)
-                        ordered = [v[order] for v in values]  # x, y (, weights) grouped by key
-                        file_pieces.append(segment_moments(*ordered[:2], starts, *ordered[2:]))
+                with closing(iter_tables(path, columns, dictionary=(config.key_column,))) as chunks:
+                    for names, nulls, chunk_kind, moments in workers.map(
+                        lambda table: _chunk_partials(table, config.key_column, numeric), chunks
+                    ):
+                        file_nulls, kind = file_nulls + nulls, chunk_kind  # the file's kind: its last chunk's
+                        if moments is not None:
+                            file_keys.extend(names)
+                            file_pieces.append(moments)
             except DatasetError as error:
                 reason = f"file could not be read, its rows are in no dataset: {error}"
                 bad.append((layout.relative(path), path, path, reason))

@@ -27,7 +27,7 @@ def test_defaults() -> None:
         learning_rate=0.1, max_steps=1000, tolerance=0.0, standardize=True, dtype="float64", loss="squared",
         huber_epsilon=1.35, intercept=True, weights=None, loss_form="gram",
     )  # fmt: skip
-    assert config.max_rows_in_memory == 0 and config.columns == ("x", "y")
+    assert config.max_rows_in_memory == 0 and config.columns == ("x", "y") and config.read_threads == 0
     assert (config.batch_size, config.incremental, config.warm_start) == (2000, False, False)
     assert config.run_id.startswith("20261125T235900Z-")
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -39,9 +39,12 @@ def test_every_flag_is_read() -> None:
         "--group_by", "column:sensor", "--x_column", "t", "--y_column", "v", "--learning_rate", "0.5",
         "--max_steps", "20", "--tolerance", "1e-6", "--no_standardize", "--dtype", "float32",
         "--run_date", "2024-02-29", "--runner", "DirectRunner", "--loss_form", "rows", "--batch_size", "7",
-        "--incremental", "--warm_start",
+        "--incremental", "--warm_start", "--read_threads", "3",
     )  # fmt: skip
     assert (config.group_by, config.key_column, config.x_column, config.y_column) == ("column", "sensor", "t", "v")
+    assert config.read_threads == 3
+    assert _config("--direct_running_mode", "multi_processing").read_threads == 1  # a process per core already
+    assert _config("--runner", "DataflowRunner").read_threads == 1
     assert config.fit == FitConfig(0.5, 20, 1e-6, False, "float32", loss_form="rows")
     assert (config.batch_size, config.incremental, config.warm_start) == (7, True, True)
     assert config.run_date == "2024-02-29"
@@ -70,6 +73,7 @@ def test_robust_weighted_and_through_origin_flags() -> None:
         (["--loss", "huber", "--loss_form", "gram"], "no Gram form"),
         (["--loss", "huber", "--no_standardize"], "--no_standardize is for --loss squared"),
         (["--max_rows_in_memory", "-1"], "--max_rows_in_memory must be >= 0"),
+        (["--read_threads", "-1"], "--read_threads must be >= 0"),
         (["--group_by", "rows"], "--group_by must be"),
         (["--group_by", "column:"], "--group_by must be"),
         (["--group_by", "column:x"], "must differ"),

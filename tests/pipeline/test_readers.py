@@ -151,3 +151,41 @@ def test_keys_of_different_kinds_with_one_id_fail_as_one_dataset(tmp_path: Path)
         f"the key 1 has 2 kinds, which are different datasets with one id: integer (in {paths[0]}), "
         f"text (in {paths[1]}); give the key column one type in every file"
     )
+
+
+def test_a_long_table_read_on_threads_gives_the_same_numbers_as_on_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline.read.parquet, "CHUNK_ROWS", 64)  # many chunks a file, each with every key
+    rng = np.random.default_rng(6)
+    for i in range(3):
+        keys = rng.choice(np.array(["a", "b", "c", "d", "e"], dtype=object), 1000)
+        x = rng.normal(size=1000)
+        write_parquet(tmp_path / f"part-{i}.parquet", k=pa.array(list(keys)), x=x, y=2 * x + rng.normal(size=1000))
+    write_parquet(tmp_path / "part-3.parquet", k=pa.array(["a"] * 200), x=pa.array(["text"] * 200), y=np.ones(200))
+    paths = [str(p) for p in sorted(tmp_path.glob("*.parquet"))]
+
+    def read(threads: int) -> list:
+        config = JobConfig(
+            input=str(tmp_path), output=str(tmp_path / "out"), run_date="2026-01-01", group_by="column",
+            key_column="k", x_column="x", y_column="y", fit=FitConfig(), run_id="r", started_at=NOW,
+            read_threads=threads,
+        )  # fmt: skip
+        fn = ReadKeyedPartsFn(config)
+        fn.setup()
+        try:
+            return list(fn.process(paths))
+        finally:
+            fn.teardown()
+
+    one, two = read(1), read(2)
+    assert [shard for shard, _ in one] == [shard for shard, _ in two]
+    for (_, a), (_, b) in zip(one, two, strict=True):
+        assert (a.datasets, a.parts, a.failed) == (b.datasets, b.parts, b.failed)
+        for field_a, field_b in zip(a.moments, b.moments, strict=True):
+            np.testing.assert_array_equal(field_a, field_b)  # bit for bit
+    failed = [f for _, p in two for f in p.failed]
+    assert [(f[2], f[3].split(":")[0]) for f in failed] == [
+        (paths[3], "file could not be read, its rows are in no dataset")
+    ]
+    assert sorted(d for _, p in two for d in p.datasets) == sorted(["a", "b", "c", "d", "e"] * 3)  # once a file
