@@ -124,7 +124,9 @@ class FitDatasets(beam.PTransform):
             partials, null_keys = _split_counts(flattened(read, "ReadKeyedOutputs"), "SplitNullKeys")
             batches = [partials | "MergeParts" >> beam.CombinePerKey(MergePartialsFn()) | "Batches" >> beam.Values()]
         elif config.group_by == GroupBy.DIRECTORY and gram:
-            partials, dead_part = guarded(found, "ReadParts", ReadPartsFn(*columns, config.weight_column), singles)
+            partials, dead_part = guarded(
+                found, "ReadParts", ReadPartsFn(*columns, config.weight_column, config.read_threads), singles
+            )
             # a part that raised fails its whole dataset in the merge, once, naming the part
             failed_parts = flattened(dead_part, "DeadPartLetters") | "DeadParts" >> beam.FlatMap(dead_parts)
             batches = [
@@ -150,7 +152,9 @@ class FitDatasets(beam.PTransform):
                 | "RowsBatches" >> beam.Map(_rows_batch)
             ]
         else:  # each file's batches go straight on to the fit, in the same stage
-            reader = ReadBatchFn(*columns, config.fit.loss_form, config.weight_column, config.max_rows_in_memory)
+            reader = ReadBatchFn(
+                *columns, config.fit.loss_form, config.weight_column, config.max_rows_in_memory, config.read_threads
+            )
             batches, read_dead = guarded(found, "Read", reader, singles)
         fitted, fit_dead = guarded(batches, "Fit", FitBatchFn(config, Shared()), lambda batch: batch.split())
         failures = flattened([*read_dead, *fit_dead], "DeadLetters") | "FailedRows" >> beam.ParDo(

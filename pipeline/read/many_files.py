@@ -8,7 +8,7 @@ ones pyarrow gives:
 
 * local files (a remote path goes through Beam's ``FileSystems`` and pyarrow) whose
   names hold no glob character (DuckDB would read ``a[1].parquet`` as ``a1.parquet``);
-* at most :data:`SMALL_ROWS` rows: the per-file cost DuckDB saves is what matters for
+* at most :data:`SMALL_ROWS` rows (and :data:`SMALL_BYTES` on disk): the per-file cost DuckDB saves is what matters for
   small files; from about 8,000 rows a file on, pyarrow's decoding is the faster one
   (measured: 0.17 against 0.23 ms a file at 100 rows, 1.6 against 0.9 ms at 50,000);
 * every column named once, at the top level, with no other column whose name differs
@@ -27,6 +27,7 @@ downloaded, ever.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 
@@ -36,11 +37,16 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.read import parquet
 
-__all__ = ["ROWS_AHEAD", "SMALL_ROWS", "available", "read_many"]
+__all__ = ["ROWS_AHEAD", "SMALL_BYTES", "SMALL_ROWS", "available", "read_many"]
 
 # Files of at most this many rows are read by DuckDB (never more than CHUNK_ROWS, the
 # size at which pyarrow streams a file in chunks).
 SMALL_ROWS = 8192
+
+# Files bigger than this are not offered to DuckDB at all: such a file holds more than
+# SMALL_ROWS rows of numbers (at most ~24 bytes a row) or many other columns, and
+# pyarrow reads it no slower; asking DuckDB's metadata first cost 0.4 s on 1,000 files of 1 MB.
+SMALL_BYTES = 512 << 10
 
 # Most rows one call reads (x, y and weights as float64: 96 MiB): memory stays bounded
 # however well a batch's files compress; the caller asks again for the files after.
@@ -120,11 +126,19 @@ def read_many(paths: Sequence[str], columns: Sequence[str]) -> tuple[dict[str, t
 
 
 def _local_name(path: str) -> str | None:
-    """The local file DuckDB would open for ``path``, or ``None`` (remote, or a name holding a glob character)."""
+    """The local file DuckDB would open for ``path``, or ``None``.
+
+    ``None`` for a remote path, a file bigger than :data:`SMALL_BYTES`, or a name
+    holding a glob character.
+    """
     if FileSystems.get_scheme(path) not in (None, "file"):
         return None
     name = path[len("file://") :] if path.startswith("file://") else path
-    return None if _GLOB.intersection(name) else name
+    try:
+        small = os.path.getsize(name) <= SMALL_BYTES
+    except OSError:  # gone or unreadable: pyarrow names the problem
+        return None
+    return None if _GLOB.intersection(name) or not small else name
 
 
 def _failing_apart(files: list[str], run) -> list:  # noqa: ANN001 (a query on a list of files)

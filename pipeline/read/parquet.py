@@ -234,6 +234,21 @@ def _exact_chunks(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.T
         yield pa.Table.from_batches(pending)
 
 
+def small_columns(path: str, names: tuple[str, ...]) -> tuple[np.ndarray, ...] | None:
+    """What :func:`iter_columns` yields for a small, sound local file (one chunk), or ``None``.
+
+    ``None`` for anything else (remote, more than :data:`CHUNK_ROWS` rows, any problem):
+    :func:`iter_columns` then reads the file, or names what is wrong with it.
+    """
+    table = _read_small_local(path, list(names), CHUNK_ROWS)
+    if table is None:
+        return None
+    try:
+        return tuple(to_float64(table.column(name), name) for name in names)
+    except DatasetError:
+        return None
+
+
 def iter_columns(path: str, names: tuple[str, ...]) -> Iterator[tuple[np.ndarray, ...]]:
     """Yield a file's numeric columns (x, y and the weights, say) as float64, a bounded chunk at a time.
 

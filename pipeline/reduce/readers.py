@@ -13,6 +13,7 @@ from __future__ import annotations
 import operator
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import closing
 
 import apache_beam as beam
@@ -30,6 +31,7 @@ from pipeline.read.parquet import (
     iter_columns,
     iter_tables,
     read_keyed,
+    small_columns,
     split_by_key,
     stable_order,
     to_float64,
@@ -66,18 +68,25 @@ def too_many_rows(rows: int, limit: int) -> DatasetError:
 
 
 class _ReadAhead:
-    """A batch's files, read by DuckDB (when it can) a bounded number of rows ahead of the caller.
+    """A batch's files, read ahead of the caller: by DuckDB where it can, else by pyarrow on the worker threads.
+
+    DuckDB reads small files a bounded number of rows ahead; the small local files it
+    leaves are read whole on the threads, at most one per thread ahead of the caller.
+    Any other file is streamed by the caller, chunk by chunk. Every array is the one
+    :func:`~pipeline.read.parquet.iter_columns` gives.
 
     Args:
         paths: Every file of the batch, in the order the caller reads them.
         columns: The numeric columns to read.
+        workers: The threads to read on (one: nothing is read ahead by pyarrow).
     """
 
-    def __init__(self, paths: list[str], columns: tuple[str, ...]) -> None:
-        self._paths, self._columns = paths, columns
+    def __init__(self, paths: list[str], columns: tuple[str, ...], workers: Workers) -> None:
+        self._paths, self._columns, self._workers = paths, columns, workers
         self._index = {path: i for i, path in reversed(list(enumerate(paths)))}  # a path's first place
         self._read: dict[str, tuple[np.ndarray, ...]] = {}
         self._tried = 0  # paths[:_tried] were offered to DuckDB already
+        self._reading: dict[int, Future] = {}  # place -> pyarrow's read of a small file, on a thread
 
     def chunks(self, path: str) -> Iterable[tuple[np.ndarray, ...]]:
         """``path``'s column chunks: DuckDB's arrays if it read the file, else pyarrow's, chunk by chunk."""
@@ -87,20 +96,36 @@ class _ReadAhead:
             self._read.update(found)
             self._tried = place + tried
         values = self._read.pop(path, None)
+        self._read_on_threads(place)
+        if values is None and place in self._reading:
+            values = self._reading.pop(place).result()
         return [values] if values is not None else iter_columns(path, self._columns)
+
+    def _read_on_threads(self, place: int) -> None:
+        """Start reading the files after ``place`` that DuckDB did not read, one per thread; forget those before."""
+        for done in [q for q in self._reading if q < place]:
+            self._reading.pop(done).cancel()  # its dataset failed on an earlier file
+        if self._workers.threads < 2:
+            return
+        for ahead in range(place + 1, min(place + 1 + self._workers.threads, self._tried)):
+            upcoming = self._paths[ahead]
+            if ahead not in self._reading and upcoming not in self._read and self._index[upcoming] == ahead:
+                self._reading[ahead] = self._workers.submit(small_columns, upcoming, self._columns)
 
 
 def _read_refs(
-    refs: list[DatasetRef], columns: tuple[str, ...], gram: bool, max_rows: int = 0
+    refs: list[DatasetRef], columns: tuple[str, ...], gram: bool, max_rows: int = 0, workers: Workers | None = None
 ) -> tuple[list[DatasetRef], object, list[tuple[DatasetRef, str]]]:
     """Read whole datasets: (readable refs, their Moments or column tuples, unreadable refs with reasons).
 
     ``columns`` are x, y and optionally the weights. In the row form a dataset with more
     than ``max_rows`` rows (0: no limit) is unreadable, and its chunks are let go at once.
+    Small files are read ahead on ``workers`` (none: on this thread, in turn).
     """
     builder = MomentsBuilder() if gram else None
     good, rows, bad = [], [], []
-    ahead = _ReadAhead([path for ref in refs if ref.error is None for path in ref.paths], columns)
+    paths = [path for ref in refs if ref.error is None for path in ref.paths]
+    ahead = _ReadAhead(paths, columns, workers or Workers(1, "tapefit-read"))
     for ref in refs:
         if ref.error is not None:  # found, but not to be fitted (an id shared by several files)
             bad.append((ref, ref.error))
@@ -148,6 +173,7 @@ class ReadBatchFn(beam.DoFn):
         loss_form: ``"gram"`` or ``"rows"``.
         weight_column: Name of the row-weight column, or ``None``.
         max_rows_in_memory: Row form: most rows a dataset may have (0: sized for the worker).
+        read_threads: Threads small files are read ahead on (0: one per core).
     """
 
     def __init__(
@@ -157,19 +183,28 @@ class ReadBatchFn(beam.DoFn):
         loss_form: str,
         weight_column: str | None = None,
         max_rows_in_memory: int = 0,
+        read_threads: int = 1,
     ) -> None:
         self._columns = (x_column, y_column) + ((weight_column,) if weight_column else ())
         self._gram = loss_form == "gram"
         self._configured = max_rows_in_memory
+        self._threads = read_threads
         self._max_rows = 0  # the limit on this worker, set in setup()
+        self._workers: Workers | None = None  # set in setup()
 
     def setup(self) -> None:
-        """Size the row form's limit for this worker's memory."""
+        """Size the row form's limit for this worker's memory; start the reading threads."""
         self._max_rows = 0 if self._gram else row_limit(self._configured)
+        self._workers = Workers(self._threads, "tapefit-read")
+
+    def teardown(self) -> None:
+        """Let the threads go."""
+        if self._workers is not None:
+            self._workers.close()
 
     def process(self, refs: list[DatasetRef]) -> Iterator[Batch]:
         """Yield one batch: the readable datasets' data and the unreadable ones' reasons."""
-        good, data, bad = _read_refs(refs, self._columns, self._gram, self._max_rows)
+        good, data, bad = _read_refs(refs, self._columns, self._gram, self._max_rows, self._workers)
         failures = tuple((ref.dataset, ref.source, reason) for ref, reason in bad)
         yield Batch(tuple(r.dataset for r in good), tuple(r.source for r in good), data, failures)
 
@@ -219,14 +254,26 @@ class ReadPartsFn(beam.DoFn):
         x_column: Name of the x column.
         y_column: Name of the y column.
         weight_column: Name of the row-weight column, or ``None``.
+        read_threads: Threads small part files are read ahead on (0: one per core).
     """
 
-    def __init__(self, x_column: str, y_column: str, weight_column: str | None = None) -> None:
+    def __init__(self, x_column: str, y_column: str, weight_column: str | None = None, read_threads: int = 1) -> None:
         self._columns = (x_column, y_column) + ((weight_column,) if weight_column else ())
+        self._threads = read_threads
+        self._workers: Workers | None = None  # set in setup()
+
+    def setup(self) -> None:
+        """Start the reading threads."""
+        self._workers = Workers(self._threads, "tapefit-read")
+
+    def teardown(self) -> None:
+        """Let the threads go."""
+        if self._workers is not None:
+            self._workers.close()
 
     def process(self, refs: list[DatasetRef]) -> Iterator[tuple[int, Partials]]:
         """Yield ``(shard, Partials)``; each ref holds one part file of its dataset."""
-        good, moments, bad = _read_refs(refs, self._columns, gram=True)
+        good, moments, bad = _read_refs(refs, self._columns, gram=True, workers=self._workers)
         yield from _by_shard(
             Partials(
                 tuple(r.dataset for r in good),

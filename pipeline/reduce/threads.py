@@ -87,6 +87,12 @@ class Workers:
             for future in pending:
                 future.cancel()
 
+    def submit(self, fn: Callable[..., R], *args: object) -> Future:
+        """Run ``fn(*args)`` on a thread (needs at least two threads); its future."""
+        if self._pool is None:
+            raise RuntimeError("one thread: nothing runs apart from the caller")
+        return self._pool.submit(fn, *args)
+
     def close(self) -> None:
         """Let the threads go (work already running finishes first)."""
         if self._pool is not None:

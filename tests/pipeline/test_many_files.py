@@ -166,6 +166,16 @@ def test_files_beyond_small_rows_are_left_to_pyarrow_which_decodes_them_faster(
     assert sorted(read_many([str(small), str(bigger)], ("x", "y"))) == [str(small)]
 
 
+def test_files_bigger_than_small_bytes_are_not_even_asked_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = write_parquet(tmp_path / "small.parquet", x=np.arange(50.0), y=np.arange(50.0))
+    monkeypatch.setattr(many_files, "SMALL_BYTES", small.stat().st_size)
+    wide = write_parquet(tmp_path / "wide.parquet", x=np.arange(50.0), y=np.arange(50.0), z=np.arange(50.0))
+    assert wide.stat().st_size > many_files.SMALL_BYTES
+    assert sorted(read_many([str(small), str(wide), str(tmp_path / "gone.parquet")], ("x", "y"))) == [str(small)]
+
+
 def test_weights_and_file_urls(tmp_path: Path) -> None:
     path = write_parquet(tmp_path / "w.parquet", x=[1.0, 2.0], y=[3.0, 4.0], w=[0.5, None])
     found = read_many([f"file://{path}"], ("x", "y", "w"))

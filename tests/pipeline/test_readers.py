@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import pipeline.read.many_files as many_files
 import pipeline.read.parquet
 from pipeline.config.settings import FitConfig, JobConfig
 from pipeline.discover.layout import DatasetRef
@@ -189,3 +190,46 @@ def test_a_long_table_read_on_threads_gives_the_same_numbers_as_on_one(
         (paths[3], "file could not be read, its rows are in no dataset")
     ]
     assert sorted(d for _, p in two for d in p.datasets) == sorted(["a", "b", "c", "d", "e"] * 3)  # once a file
+
+
+@pytest.mark.parametrize("form", ["gram", "rows"])
+@pytest.mark.parametrize("small_rows", [0, 8192], ids=["pyarrow", "duckdb-if-installed"])
+def test_files_read_ahead_on_threads_give_the_same_batch_as_on_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str, small_rows: int
+) -> None:
+    monkeypatch.setattr(many_files, "SMALL_ROWS", small_rows)  # 0: DuckDB reads nothing, pyarrow reads ahead
+    rng = np.random.default_rng(7)
+    refs = []
+    for d in range(6):  # directory datasets of three files; in two of them the middle file is bad
+        paths = []
+        for i in range(3):
+            path = tmp_path / f"d{d}" / f"part-{i}.parquet"
+            if i == 1 and d == 2:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"not parquet")
+            elif i == 1 and d == 4:
+                write_parquet(path, x=pa.array(["text"] * 5), y=np.ones(5))
+            else:
+                write_parquet(path, x=rng.normal(size=40 + d), y=rng.normal(size=40 + d))
+            paths.append(str(path))
+        refs.append(DatasetRef(f"d{d}", str(tmp_path / f"d{d}"), tuple(paths)))
+
+    def read(threads: int) -> object:
+        fn = ReadBatchFn("x", "y", form, read_threads=threads)
+        fn.setup()
+        try:
+            (batch,) = fn.process(refs)
+        finally:
+            fn.teardown()
+        return batch
+
+    one, two = read(1), read(2)
+    assert one.datasets == two.datasets == ("d0", "d1", "d3", "d5") and one.failed == two.failed
+    assert [(d, r.split(":")[0]) for d, _, r in two.failed] == [("d2", "part-1.parquet"), ("d4", "part-1.parquet")]
+    if form == "gram":
+        for a, b in zip(one.data, two.data, strict=True):
+            np.testing.assert_array_equal(a, b)  # bit for bit
+    else:
+        for a, b in zip(one.data, two.data, strict=True):
+            for column_a, column_b in zip(a, b, strict=True):
+                np.testing.assert_array_equal(column_a, column_b)
