@@ -24,7 +24,7 @@ from pipeline.observe.counters import Counters
 from pipeline.reduce.batches import Batch
 from pipeline.table.schema import results_table
 
-__all__ = ["FitBatchFn", "now"]
+__all__ = ["FitBatchFn", "StartFitterFn", "now"]
 
 
 def now() -> dt.datetime:
@@ -33,12 +33,31 @@ def now() -> dt.datetime:
 
 
 class _LazyFitter:
-    """Builds a :class:`~pipeline.fit.LineFitter` (import TensorFlow, trace) once, on first use."""
+    """Builds a :class:`~pipeline.fit.LineFitter` (import TensorFlow, trace) once, on first use or ahead on a thread."""
 
     def __init__(self, config: FitConfig) -> None:
         self._config = config
         self._fitter = None  # the LineFitter, once built
         self._lock = threading.Lock()
+        self._started = False  # whether a thread is building it ahead
+
+    def start(self) -> None:
+        """Begin the build on a thread of its own, so that TensorFlow's import overlaps the reading.
+
+        :meth:`get` then waits for it. A build that fails there is simply tried again by
+        the next :meth:`get`, which raises the error where the fit runs.
+        """
+        with self._lock:
+            if self._fitter is not None or self._started:
+                return
+            self._started = True
+        threading.Thread(target=self._build_ahead, name="tapefit-fitter", daemon=True).start()
+
+    def _build_ahead(self) -> None:
+        try:
+            self.get()
+        except Exception:  # noqa: BLE001 (get() on the thread of the fit raises it again)
+            pass
 
     def get(self):  # noqa: ANN202 (a pipeline.fit.LineFitter; not imported here to keep TensorFlow lazy)
         """The fitter, built (and, for the Gram form, traced) by the first caller.
@@ -56,6 +75,34 @@ class _LazyFitter:
                     fitter.fit(np.arange(3.0), np.arange(3.0), weights)
                 self._fitter = fitter
         return self._fitter
+
+
+class StartFitterFn(beam.DoFn):
+    """Passes elements through; its ``setup()`` starts building the worker's fitter on a thread.
+
+    Placed in the stage that reads, it lets TensorFlow's import and the first trace
+    (about 2.5 s) run while the data is read, where the fit is a later stage (long
+    tables, directory parts: after the merge of partial moments).
+
+    Args:
+        config: The job's configuration.
+        shared: The handle :class:`FitBatchFn` builds its fitter through.
+    """
+
+    def __init__(self, config: JobConfig, shared: Shared) -> None:
+        self._config = config
+        self._shared = shared
+        self._build = None  # the worker's _LazyFitter, held from setup() on
+
+    def setup(self) -> None:
+        """Start the build (not with ``--incremental``: an unchanged rerun never imports TensorFlow)."""
+        self._build = self._shared.acquire(lambda: _LazyFitter(self._config.fit))
+        if not self._config.incremental:
+            self._build.start()
+
+    def process(self, element: object) -> Iterator[object]:
+        """Yield ``element`` unchanged."""
+        yield element
 
 
 class FitBatchFn(beam.DoFn):
@@ -77,14 +124,14 @@ class FitBatchFn(beam.DoFn):
         self._starts = None  # dataset → (w, b) of the previous partition, loaded in setup()
 
     def setup(self) -> None:
-        """Import TensorFlow and trace the descent loop (once per worker process).
+        """Start importing TensorFlow and tracing the descent loop (once per worker process), on a thread.
 
         With ``--incremental`` most datasets may be reused, so the build waits for the
         first batch that really needs a fit (an unchanged rerun never imports TensorFlow).
         """
         self._build = self._shared.acquire(lambda: _LazyFitter(self._config.fit))
         if not self._config.incremental:
-            self._build.get()
+            self._build.start()  # the first batch is read meanwhile, where reading and fitting share a stage
         self._counters = Counters()
         self._starts = {}  # dataset → previous (w, b), for --warm_start
         if self._config.warm_start:

@@ -26,7 +26,7 @@ from apache_beam.utils.shared import Shared
 from pipeline.config.settings import GroupBy, JobConfig
 from pipeline.discover.listing import Expected
 from pipeline.graph.dead_letters import DeadLetterToRowsFn, dead_parts, flattened, guarded, singles
-from pipeline.graph.fit_batches import FitBatchFn
+from pipeline.graph.fit_batches import FitBatchFn, StartFitterFn
 from pipeline.observe.counters import NAMESPACE
 from pipeline.read.parquet import KeyedChunk
 from pipeline.reduce.batches import Batch, MergePartialsFn, mixed_kinds_reason
@@ -118,6 +118,8 @@ class FitDatasets(beam.PTransform):
         gram = config.fit.loss_form == "gram"
         columns = (config.x_column, config.y_column)
         null_keys = None
+        shared = Shared()  # one fitter per worker process, its build started where reading starts
+        found = found | "StartFitter" >> beam.ParDo(StartFitterFn(config, shared))
         found, reused, expected, carried = found | "SplitReused" >> beam.Partition(_kind_of_found, 4)
         if config.group_by == GroupBy.COLUMN and gram:
             read, read_dead = guarded(found, "ReadKeyed", ReadKeyedPartsFn(config), singles)
@@ -156,7 +158,7 @@ class FitDatasets(beam.PTransform):
                 *columns, config.fit.loss_form, config.weight_column, config.max_rows_in_memory, config.read_threads
             )
             batches, read_dead = guarded(found, "Read", reader, singles)
-        fitted, fit_dead = guarded(batches, "Fit", FitBatchFn(config, Shared()), lambda batch: batch.split())
+        fitted, fit_dead = guarded(batches, "Fit", FitBatchFn(config, shared), lambda batch: batch.split())
         failures = flattened([*read_dead, *fit_dead], "DeadLetters") | "FailedRows" >> beam.ParDo(
             DeadLetterToRowsFn(config)
         )

@@ -11,7 +11,7 @@ import pytest
 from pipeline.config.settings import FitConfig
 from pipeline.fit import FitResult, LineFitter, Status
 from pipeline.reduce.moments import concat, segment_moments
-from tests.conftest import norris
+from tests.conftest import lstsq, norris
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 
@@ -115,3 +115,25 @@ def test_gram_and_rows_forms_agree_on_every_sample_and_test_dataset(standardize:
             assert (got is None) == (want is None), (name, field)
             if got is not None:
                 assert got == pytest.approx(want, rel=1e-10, abs=floor), (name, field)
+
+
+def test_the_fitter_built_ahead_on_a_thread_is_the_one_the_fit_gets() -> None:
+    from pipeline.graph.fit_batches import _LazyFitter
+
+    build = _LazyFitter(FitConfig())
+    build.start()
+    build.start()  # a second start does not build again
+    fitter = build.get()  # waits for the thread's build
+    assert build.get() is fitter and fitter.trace_count == 1
+    x, y = norris()
+    result = fitter.fit(x, y)
+    assert result.status == Status.OK and (result.w, result.b) == pytest.approx(lstsq(x, y), rel=1e-9)
+
+
+def test_a_build_that_fails_on_its_thread_fails_again_where_the_fit_runs() -> None:
+    from pipeline.graph.fit_batches import _LazyFitter
+
+    build = _LazyFitter(None)  # no settings at all: LineFitter cannot be built
+    build.start()
+    with pytest.raises(AttributeError, match="dtype"):
+        build.get()  # raised here, on the caller's thread, not lost on the builder's
