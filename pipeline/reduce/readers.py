@@ -285,11 +285,22 @@ class ReadPartsFn(beam.DoFn):
         )
 
 
-def _taken(pieces: list[Moments], order: np.ndarray) -> Moments:
-    """``concat(pieces).take(order)``, a field at a time; ``pieces`` is emptied (a file's pieces are let go)."""
-    fields = [np.concatenate([piece[i] for piece in pieces])[order] for i in range(len(Moments._fields))]
+def _merged_runs(pieces: list[Moments], order: np.ndarray, starts: np.ndarray, workers: Workers) -> Moments:
+    """``reduce_runs(concat(pieces).take(order), starts)``, the runs cut into one group per thread.
+
+    Runs merge apart from each other, so each group is reduced on its own thread and the
+    numbers are those of one call. ``pieces`` is emptied (a file's pieces are let go).
+    """
+    fields = [np.concatenate([piece[i] for piece in pieces]) for i in range(len(Moments._fields))]
     pieces.clear()
-    return Moments(*fields)
+    first_run = np.linspace(0, starts.size, min(workers.threads, starts.size) + 1).astype(np.int64)
+    rows = np.append(starts, order.size)[first_run]  # each group's rows in ``order``
+
+    def group(g: int) -> Moments:
+        picked = order[rows[g] : rows[g + 1]]
+        return reduce_runs(Moments(*(f[picked] for f in fields)), starts[first_run[g] : first_run[g + 1]] - rows[g])
+
+    return concat(list(workers.map(group, range(first_run.size - 1))))
 
 
 def _chunk_partials(
@@ -367,7 +378,7 @@ class ReadKeyedPartsFn(beam.DoFn):
                 order = stable_order(codes, len(encoded.dictionary))
                 sorted_codes = codes[order]
                 starts = np.flatnonzero(np.diff(sorted_codes, prepend=-1))
-                file_pieces = [reduce_runs(_taken(file_pieces, order), starts)]
+                file_pieces = [_merged_runs(file_pieces, order, starts, workers)]
                 file_keys = encoded.dictionary.take(pa.array(sorted_codes[starts])).to_pylist()
             keys.extend(file_keys)
             kinds.extend([kind] * len(file_keys))
