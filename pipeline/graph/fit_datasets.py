@@ -26,7 +26,7 @@ from apache_beam.utils.shared import Shared
 from pipeline.config.settings import GroupBy, JobConfig
 from pipeline.discover.listing import Expected
 from pipeline.graph.dead_letters import DeadLetterToRowsFn, dead_parts, flattened, guarded, singles
-from pipeline.graph.fit_batches import FitBatchFn, StartFitterFn
+from pipeline.graph.fit_batches import FitBatchFn
 from pipeline.observe.counters import NAMESPACE
 from pipeline.read.parquet import KeyedChunk
 from pipeline.reduce.batches import Batch, MergePartialsFn, mixed_kinds_reason
@@ -118,8 +118,7 @@ class FitDatasets(beam.PTransform):
         gram = config.fit.loss_form == "gram"
         columns = (config.x_column, config.y_column)
         null_keys = None
-        shared = Shared()  # one fitter per worker process, its build started where reading starts
-        found = found | "StartFitter" >> beam.ParDo(StartFitterFn(config, shared))
+        read_with_fit = False  # whether the fit shares its stage with the reading
         found, reused, expected, carried = found | "SplitReused" >> beam.Partition(_kind_of_found, 4)
         if config.group_by == GroupBy.COLUMN and gram:
             read, read_dead = guarded(found, "ReadKeyed", ReadKeyedPartsFn(config), singles)
@@ -154,11 +153,13 @@ class FitDatasets(beam.PTransform):
                 | "RowsBatches" >> beam.Map(_rows_batch)
             ]
         else:  # each file's batches go straight on to the fit, in the same stage
+            read_with_fit = True
             reader = ReadBatchFn(
                 *columns, config.fit.loss_form, config.weight_column, config.max_rows_in_memory, config.read_threads
             )
             batches, read_dead = guarded(found, "Read", reader, singles)
-        fitted, fit_dead = guarded(batches, "Fit", FitBatchFn(config, shared), lambda batch: batch.split())
+        fit = FitBatchFn(config, Shared(), build_ahead=read_with_fit)
+        fitted, fit_dead = guarded(batches, "Fit", fit, lambda batch: batch.split())
         failures = flattened([*read_dead, *fit_dead], "DeadLetters") | "FailedRows" >> beam.ParDo(
             DeadLetterToRowsFn(config)
         )
