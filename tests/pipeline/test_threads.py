@@ -27,17 +27,18 @@ def test_results_come_in_input_order_even_when_later_items_finish_first() -> Non
     assert {name.split("_")[0] for _, name in results} == {"test"}  # on the pool's threads
 
 
+def _recorded(count: int, taken: list[int]) -> Iterator[int]:
+    """``range(count)``, each item noted in ``taken`` as it is taken."""
+    for i in range(count):
+        taken.append(i)
+        yield i
+
+
 def test_no_more_items_are_taken_than_the_threads_can_hold() -> None:
     workers = Workers(2, "test")
     taken, done = [], []
-
-    def items() -> Iterator[int]:
-        for i in range(10):
-            taken.append(i)
-            yield i
-
     try:
-        for i in workers.map(lambda i: i * i, items()):
+        for i in workers.map(lambda i: i * i, _recorded(10, taken)):
             done.append(i)
             assert len(taken) - len(done) <= workers.threads + 1  # the item being taken, and one per thread
     finally:
@@ -49,11 +50,6 @@ def test_an_error_is_raised_in_order_and_the_rest_is_not_taken() -> None:
     workers = Workers(2, "test")
     taken, got = [], []
 
-    def items() -> Iterator[int]:
-        for i in range(100):
-            taken.append(i)
-            yield i
-
     def fail_at_three(i: int) -> int:
         if i == 3:
             raise ValueError("bad item 3")
@@ -61,7 +57,7 @@ def test_an_error_is_raised_in_order_and_the_rest_is_not_taken() -> None:
 
     try:
         with pytest.raises(ValueError, match="bad item 3"):
-            for i in workers.map(fail_at_three, items()):
+            for i in workers.map(fail_at_three, _recorded(100, taken)):
                 got.append(i)
     finally:
         workers.close()
