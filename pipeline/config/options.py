@@ -162,9 +162,10 @@ class TapefitOptions(PipelineOptions):
             type=int,
             default=0,
             metavar="N",
-            help="Threads each worker splits and reduces a long table's chunks on while it reads the next "
-            "(default 0: one per core with the in-process DirectRunner, 1 with any runner that starts "
-            "several worker processes, as multi_processing and cluster runners do).",
+            help="Threads each worker reads on: a long table's chunks are split by key and reduced, and small "
+            "files read ahead, while the next is read; the numbers never change (default 0: one per core "
+            "with the in-process DirectRunner, 1 with runners that start a worker process per core, as "
+            "multi_processing and Dataflow do).",
         )
         group.add_argument(
             "--incremental",

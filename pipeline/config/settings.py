@@ -138,8 +138,8 @@ class JobConfig:
         progress_interval: Seconds between progress lines on local runs; 0 for none.
         max_rows_in_memory: Row form: most rows a dataset may have (0: sized for the worker).
         lock_timeout: Seconds to wait for another run's commit of the same partition.
-        read_threads: Threads a worker splits and reduces a long table's chunks on (0: one per core
-            of the worker).
+        read_threads: Threads a worker reads on: a long table's chunks are split and reduced, small
+            files read ahead (0: one per core of the worker).
     """
 
     input: str
