@@ -160,7 +160,33 @@ def _read_refs(
     return good, rows if builder is None else builder.result(len(good)), bad
 
 
-class ReadBatchFn(beam.DoFn):
+class _ReadingFn(beam.DoFn):
+    """A reading DoFn with this worker's reading threads, started in ``setup()``.
+
+    Args:
+        read_threads: Threads to read on (0: one per core; 1: none, all on the caller's thread).
+    """
+
+    def __init__(self, read_threads: int) -> None:
+        self._threads = read_threads
+        self._workers: Workers | None = None  # set in setup()
+
+    @property
+    def workers(self) -> Workers:
+        """The threads, or (``process`` called without ``setup``) the caller's thread alone."""
+        return self._workers or Workers(1, "tapefit-read")
+
+    def setup(self) -> None:
+        """Start the reading threads."""
+        self._workers = Workers(self._threads, "tapefit-read")
+
+    def teardown(self) -> None:
+        """Let the threads go."""
+        if self._workers is not None:
+            self._workers.close()
+
+
+class ReadBatchFn(_ReadingFn):
     """Reads a batch of whole datasets into a :class:`Batch` (file and directory grouping).
 
     With ``gram`` each dataset becomes its moments, read a bounded chunk at a time;
@@ -185,26 +211,20 @@ class ReadBatchFn(beam.DoFn):
         max_rows_in_memory: int = 0,
         read_threads: int = 1,
     ) -> None:
+        super().__init__(read_threads)
         self._columns = (x_column, y_column) + ((weight_column,) if weight_column else ())
         self._gram = loss_form == "gram"
         self._configured = max_rows_in_memory
-        self._threads = read_threads
         self._max_rows = 0  # the limit on this worker, set in setup()
-        self._workers: Workers | None = None  # set in setup()
 
     def setup(self) -> None:
         """Size the row form's limit for this worker's memory; start the reading threads."""
         self._max_rows = 0 if self._gram else row_limit(self._configured)
-        self._workers = Workers(self._threads, "tapefit-read")
-
-    def teardown(self) -> None:
-        """Let the threads go."""
-        if self._workers is not None:
-            self._workers.close()
+        super().setup()
 
     def process(self, refs: list[DatasetRef]) -> Iterator[Batch]:
         """Yield one batch: the readable datasets' data and the unreadable ones' reasons."""
-        good, data, bad = _read_refs(refs, self._columns, self._gram, self._max_rows, self._workers)
+        good, data, bad = _read_refs(refs, self._columns, self._gram, self._max_rows, self.workers)
         failures = tuple((ref.dataset, ref.source, reason) for ref, reason in bad)
         yield Batch(tuple(r.dataset for r in good), tuple(r.source for r in good), data, failures)
 
@@ -247,7 +267,7 @@ def _picker(index: np.ndarray):  # noqa: ANN202 (a function from a tuple to the 
     return (lambda values: (getter(values),)) if index.size == 1 else getter
 
 
-class ReadPartsFn(beam.DoFn):
+class ReadPartsFn(_ReadingFn):
     """Reads part files of directory datasets into partial moments keyed by shard.
 
     Args:
@@ -258,22 +278,12 @@ class ReadPartsFn(beam.DoFn):
     """
 
     def __init__(self, x_column: str, y_column: str, weight_column: str | None = None, read_threads: int = 1) -> None:
+        super().__init__(read_threads)
         self._columns = (x_column, y_column) + ((weight_column,) if weight_column else ())
-        self._threads = read_threads
-        self._workers: Workers | None = None  # set in setup()
-
-    def setup(self) -> None:
-        """Start the reading threads."""
-        self._workers = Workers(self._threads, "tapefit-read")
-
-    def teardown(self) -> None:
-        """Let the threads go."""
-        if self._workers is not None:
-            self._workers.close()
 
     def process(self, refs: list[DatasetRef]) -> Iterator[tuple[int, Partials]]:
         """Yield ``(shard, Partials)``; each ref holds one part file of its dataset."""
-        good, moments, bad = _read_refs(refs, self._columns, gram=True, workers=self._workers)
+        good, moments, bad = _read_refs(refs, self._columns, gram=True, workers=self.workers)
         yield from _by_shard(
             Partials(
                 tuple(r.dataset for r in good),
@@ -327,7 +337,7 @@ def _chunk_partials(
     return names, nulls, kind, segment_moments(*ordered[:2], starts, *ordered[2:])
 
 
-class ReadKeyedPartsFn(beam.DoFn):
+class ReadKeyedPartsFn(_ReadingFn):
     """Reads files of a long table into per-key partial moments, keyed by shard.
 
     Each file is streamed a bounded chunk at a time; its rows are split by key with
@@ -341,17 +351,8 @@ class ReadKeyedPartsFn(beam.DoFn):
     """
 
     def __init__(self, config: JobConfig) -> None:
+        super().__init__(config.read_threads)
         self._config = config
-        self._workers: Workers | None = None  # set in setup()
-
-    def setup(self) -> None:
-        """Start this worker's threads."""
-        self._workers = Workers(self._config.read_threads, "tapefit-read")
-
-    def teardown(self) -> None:
-        """Let the threads go."""
-        if self._workers is not None:
-            self._workers.close()
 
     def process(self, paths: list[str]) -> Iterator[tuple[int, Partials] | int]:
         """Yield ``(shard, Partials)`` for the keys of the batch's files, then the null-key count."""
@@ -359,7 +360,7 @@ class ReadKeyedPartsFn(beam.DoFn):
         numeric = config.columns
         columns = [config.key_column, *numeric]
         layout = input_layout(config.input, config.output)
-        workers = self._workers or Workers(1, "tapefit-read")
+        workers = self.workers
         keys, kinds, parts, pieces, bad, null_rows = [], [], [], [], [], 0
         for path in paths:
             file_keys, file_pieces, file_nulls, kind = [], [], 0, "text"
